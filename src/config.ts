@@ -1,0 +1,120 @@
+import { availableParallelism } from 'node:os'
+import { Type, type Static, type TSchema } from '@sinclair/typebox'
+import { Value } from '@sinclair/typebox/value'
+
+const Int = (defaultValue: number, minimum: number, maximum: number, description: string) =>
+  Type.Integer({ default: defaultValue, minimum, maximum, description })
+
+const Bool = (defaultValue: boolean, description: string) => Type.Boolean({ default: defaultValue, description })
+
+/**
+ * Every setting the service reads, with its default and meaning. `.env.example` mirrors this
+ * schema; the names are a contract with the lab scripts and with operators.
+ */
+export const ConfigSchema = Type.Object({
+  PORT: Int(8080, 0, 65535, 'HTTP port the cluster listens on'),
+  HOST: Type.String({ default: '0.0.0.0', minLength: 1, description: 'Interface to bind' }),
+  WORKERS: Int(availableParallelism(), 1, 256, 'Worker processes forked by the cluster primary'),
+  LOG_LEVEL: Type.Union(
+    ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((level) => Type.Literal(level)),
+    { default: 'info', description: 'pino log level' },
+  ),
+
+  MYSQL_URL: Type.String({
+    default: 'mysql://root@127.0.0.1:3306/seatrush',
+    pattern: '^mysql://',
+    description: 'MySQL/MariaDB connection URL; the database is created if missing',
+  }),
+  MYSQL_POOL_SIZE: Int(10, 1, 500, 'Connections per worker'),
+  REDIS_URL: Type.String({ default: 'redis://127.0.0.1:6379', pattern: '^rediss?://', description: 'Redis URL' }),
+  REDIS_KEY_PREFIX: Type.String({
+    default: 'seatrush',
+    pattern: '^[A-Za-z0-9_.:-]{1,64}$',
+    description: 'Namespace inside the hash tag of every Redis key, so deployments can share a Redis',
+  }),
+  EMBEDDED_SERVICES: Type.Union([Type.Literal('auto'), Type.Literal('never')], {
+    default: 'auto',
+    description: 'auto: start private mariadbd/redis-server under .data/ when the URLs do not answer',
+  }),
+
+  AUTH_MODE: Type.Union([Type.Literal('token'), Type.Literal('user-id')], {
+    default: 'token',
+    description: 'token: signed queue tokens; user-id: trust a bare user id (insecure, for the original k6 scripts)',
+  }),
+  TOKEN_SECRET: Type.Optional(
+    Type.String({ minLength: 32, description: 'HMAC secret for queue tokens; generated per start when unset' }),
+  ),
+  TOKEN_TTL_S: Int(3600, 1, 86400 * 7, 'Lifetime of a queue token'),
+
+  MAX_ACTIVE: Int(100, 1, 1_000_000, 'Users allowed into the booking pages at once'),
+  ADMIT_BATCH: Int(10, 1, 100_000, 'Users admitted per tick'),
+  ADMIT_INTERVAL_MS: Int(1000, 10, 600_000, 'Tick length of the admitter'),
+  ACTIVE_TTL_MS: Int(300_000, 1000, 86_400_000, 'An active user idle this long loses the slot (sliding)'),
+  HOLD_TTL_MS: Int(300_000, 100, 86_400_000, 'How long a held seat stays reserved before it frees'),
+  CONCERT_CACHE_MS: Int(1000, 0, 60_000, 'How stale concert reads may be (0 disables the cache)'),
+
+  MAX_CHARGE: Int(1_000_000, 1, 1_000_000_000, 'Largest single point charge'),
+  MAX_BALANCE: Int(1_000_000_000, 1, 1_000_000_000_000, 'Largest balance a user may hold'),
+
+  SERIALIZER: Type.Union([Type.Literal('inline'), Type.Literal('worker'), Type.Literal('auto')], {
+    default: 'auto',
+    description: 'Where large seat maps are built and serialized: event loop, piscina pool, or by size',
+  }),
+  SERIALIZER_THRESHOLD_SEATS: Int(2000, 0, 10_000_000, 'auto: seat maps at least this large go to the pool'),
+  SERIALIZER_THREADS: Int(2, 1, 64, 'piscina threads per worker process'),
+
+  SHED_LOAD: Bool(true, 'Answer 503 + Retry-After under pressure instead of queueing work'),
+  MAX_EVENT_LOOP_DELAY_MS: Int(200, 0, 60_000, 'Shed above this event-loop delay (0 = off)'),
+  MAX_EVENT_LOOP_UTILIZATION: Type.Number({ default: 0.98, minimum: 0, maximum: 1, description: 'Shed above this ELU (0 = off)' }),
+  MAX_HEAP_USED_MB: Int(512, 0, 65_536, 'Shed above this heap use per worker (0 = off)'),
+  RETRY_AFTER_S: Int(1, 1, 3600, 'Retry-After sent with a shed 503'),
+  BODY_LIMIT: Int(16_384, 256, 10_485_760, 'Largest request body in bytes'),
+  SHUTDOWN_TIMEOUT_MS: Int(10_000, 100, 600_000, 'Time in-flight requests get to finish on SIGTERM'),
+
+  SEED_USERS: Int(1000, 0, 10_000_000, 'Users seeded with ids 1..N'),
+  SEED_POINTS: Int(100_000, 0, 1_000_000_000, 'Starting balance of each seeded user'),
+  SEED_DETAILS: Int(4, 1, 365, 'Dated options of the seeded concert 1'),
+  SEATS_PER_DETAIL: Int(50, 1, 100_000, 'Seats in each option of concert 1'),
+  SEAT_PRICE: Int(50_000, 1, 100_000_000, 'Price of a seat in the seeded concert'),
+})
+
+export type Config = Static<typeof ConfigSchema>
+
+export class ConfigError extends Error {
+  constructor(readonly variable: string, detail: string) {
+    super(`Invalid configuration: ${variable} ${detail}`)
+    this.name = 'ConfigError'
+  }
+}
+
+/**
+ * Reads the config from an env-like object: unknown keys are ignored, strings are converted to
+ * the schema's types, and the first problem stops start-up naming its variable.
+ */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const raw: Record<string, unknown> = {}
+  for (const key of Object.keys(ConfigSchema.properties)) {
+    const value = env[key]
+    if (value !== undefined && value !== '') raw[key] = value
+  }
+  for (const [key, schema] of Object.entries(ConfigSchema.properties) as [string, TSchema][]) {
+    if (raw[key] === undefined) continue
+    raw[key] = Value.Convert(schema, raw[key])
+  }
+  const withDefaults = Value.Default(ConfigSchema, raw)
+  const error = Value.Errors(ConfigSchema, withDefaults).First()
+  if (error) {
+    const variable = error.path.split('/')[1] ?? '(config)'
+    throw new ConfigError(variable, `= ${JSON.stringify(raw[variable])}: ${error.message}`)
+  }
+  return withDefaults as Config
+}
+
+/** The config as env variables, for handing to child processes. */
+export function configToEnv(config: Config): Record<string, string> {
+  return Object.fromEntries(
+    Object.entries(config)
+      .filter(([, value]) => value !== undefined)
+      .map(([key, value]) => [key, String(value)]),
+  )
+}

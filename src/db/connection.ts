@@ -1,0 +1,62 @@
+import { Kysely, MysqlDialect } from 'kysely'
+import { createPool, createConnection, type PoolOptions } from 'mysql2'
+import type { Database } from './schema.js'
+
+/** Splits a MySQL URL into the server part and the database name. */
+export function parseMysqlUrl(url: string): { serverUrl: string; database: string } {
+  const parsed = new URL(url)
+  const database = decodeURIComponent(parsed.pathname.replace(/^\//, ''))
+  if (!/^[A-Za-z0-9_]{1,64}$/.test(database)) {
+    throw new Error(`MYSQL_URL must name a database of letters, digits and _ (got "${database}")`)
+  }
+  parsed.pathname = '/'
+  return { serverUrl: parsed.toString(), database }
+}
+
+const sessionOptions: PoolOptions = {
+  // Dates travel as UTC both ways; NOW(3) on the server is the clock holds expire by.
+  timezone: 'Z',
+  decimalNumbers: true,
+  supportBigNumbers: true,
+  bigNumberStrings: false,
+  dateStrings: false,
+}
+
+/** Creates the database named in the URL when it is missing. */
+export async function ensureDatabase(url: string): Promise<void> {
+  const { serverUrl, database } = parseMysqlUrl(url)
+  const connection = createConnection({ uri: serverUrl, ...sessionOptions }).promise()
+  try {
+    await connection.query(`CREATE DATABASE IF NOT EXISTS \`${database}\` CHARACTER SET utf8mb4`)
+  } finally {
+    await connection.end()
+  }
+}
+
+/** Drops a database; used by tests that made their own. */
+export async function dropDatabase(url: string): Promise<void> {
+  const { serverUrl, database } = parseMysqlUrl(url)
+  const connection = createConnection({ uri: serverUrl }).promise()
+  try {
+    await connection.query(`DROP DATABASE IF EXISTS \`${database}\``)
+  } finally {
+    await connection.end()
+  }
+}
+
+export function createDb(url: string, connectionLimit: number): Kysely<Database> {
+  const pool = createPool({
+    uri: url,
+    connectionLimit,
+    maxIdle: connectionLimit,
+    enableKeepAlive: true,
+    connectTimeout: 5000,
+    ...sessionOptions,
+  })
+  // Session time zone UTC, so CURRENT_TIMESTAMP defaults and NOW(3) agree with the UTC dates
+  // mysql2 sends; queued before any other query on the new connection.
+  pool.on('connection', (connection) => {
+    connection.query("SET time_zone = '+00:00'")
+  })
+  return new Kysely<Database>({ dialect: new MysqlDialect({ pool }) })
+}

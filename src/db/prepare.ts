@@ -1,0 +1,30 @@
+import type { Config } from '../config.js'
+import { createDb, ensureDatabase } from './connection.js'
+import { migrateToLatest } from './migrate.js'
+import { seed } from './seed.js'
+
+export interface PrepareOptions {
+  migrate?: boolean
+  seed?: boolean
+}
+
+/** Creates the database when missing, migrates it to the latest schema and seeds it (idempotent). */
+export async function prepareDatabase(config: Config, options: PrepareOptions = { migrate: true, seed: true }) {
+  await ensureDatabase(config.MYSQL_URL)
+  const db = createDb(config.MYSQL_URL, 2)
+  try {
+    const applied = options.migrate ? await migrateToLatest(db) : []
+    if (options.seed) {
+      await seed(db, {
+        users: config.SEED_USERS,
+        points: config.SEED_POINTS,
+        details: config.SEED_DETAILS,
+        seatsPerDetail: config.SEATS_PER_DETAIL,
+        price: config.SEAT_PRICE,
+      })
+    }
+    return { applied }
+  } finally {
+    await db.destroy()
+  }
+}

@@ -1,0 +1,73 @@
+import { sql, type Kysely } from 'kysely'
+import type { Database } from './schema.js'
+
+export interface SeedOptions {
+  users: number
+  points: number
+  details: number
+  seatsPerDetail: number
+  price: number
+}
+
+const BATCH = 2000
+export const SEED_CONCERT_ID = 1
+
+/**
+ * Idempotent: users 1..N and concert 1 with its dated options are created when missing and
+ * never touched again (balances survive a restart); seats are topped up to `seatsPerDetail`.
+ */
+export async function seed(db: Kysely<Database>, options: SeedOptions): Promise<void> {
+  for (let first = 1; first <= options.users; first += BATCH) {
+    const last = Math.min(options.users, first + BATCH - 1)
+    const rows = []
+    for (let id = first; id <= last; id++) {
+      rows.push({ id, name: `user-${id}`, point: options.points, starting_point: options.points })
+    }
+    await db.insertInto('users').ignore().values(rows).execute()
+  }
+
+  await db
+    .insertInto('concerts')
+    .ignore()
+    .values({ id: SEED_CONCERT_ID, title: 'Seatrush Live', artist: 'The Queue', venue: 'Main Hall' })
+    .execute()
+
+  const existing = await db
+    .selectFrom('concert_details')
+    .select(({ fn }) => fn.countAll<number>().as('count'))
+    .where('concert_id', '=', SEED_CONCERT_ID)
+    .executeTakeFirstOrThrow()
+  const firstDay = new Date()
+  firstDay.setUTCHours(19, 0, 0, 0)
+  for (let i = Number(existing.count); i < options.details; i++) {
+    const startsAt = new Date(firstDay.getTime() + (30 + i) * 86_400_000)
+    await db
+      .insertInto('concert_details')
+      .values({ concert_id: SEED_CONCERT_ID, starts_at: startsAt, price: options.price, total_seats: 0 })
+      .execute()
+  }
+
+  const details = await db.selectFrom('concert_details').select('id').where('concert_id', '=', SEED_CONCERT_ID).execute()
+  for (const detail of details) {
+    await addSeats(db, detail.id, options.seatsPerDetail)
+  }
+}
+
+/** Tops a dated option up to `count` seats numbered 1..count and records the total. */
+export async function addSeats(db: Kysely<Database>, concertDetailId: number, count: number): Promise<void> {
+  for (let first = 1; first <= count; first += BATCH) {
+    const last = Math.min(count, first + BATCH - 1)
+    const rows = []
+    for (let seatNo = first; seatNo <= last; seatNo++) {
+      rows.push({ concert_detail_id: concertDetailId, seat_no: seatNo, status: 'AVAILABLE' as const })
+    }
+    await db.insertInto('seats').ignore().values(rows).execute()
+  }
+  await db
+    .updateTable('concert_details')
+    .set({
+      total_seats: sql<number>`(SELECT COUNT(*) FROM seats WHERE seats.concert_detail_id = ${concertDetailId})`,
+    })
+    .where('id', '=', concertDetailId)
+    .execute()
+}

@@ -1,0 +1,115 @@
+import fp from 'fastify-plugin'
+import { STATUS_CODES } from 'node:http'
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
+import { Type } from '@sinclair/typebox'
+
+/** The one shape every failure is answered with. */
+export const ErrorResponse = Type.Object(
+  {
+    statusCode: Type.Integer(),
+    error: Type.String(),
+    message: Type.String(),
+    code: Type.String({ description: 'Stable, machine-readable reason' }),
+    position: Type.Optional(Type.Integer({ description: 'Queue position, on 403 NOT_ACTIVE' })),
+    etaSeconds: Type.Optional(Type.Integer()),
+  },
+  { $id: 'ErrorResponse', title: 'ErrorResponse' },
+)
+
+/** A failure the client can act on: its status, code and message are sent as they are. */
+export class AppError extends Error {
+  constructor(
+    readonly statusCode: number,
+    readonly code: string,
+    message: string,
+    readonly details: Record<string, unknown> = {},
+  ) {
+    super(message)
+    this.name = 'AppError'
+  }
+}
+
+// Fastify's own client errors, renamed to codes that do not leak the framework.
+const frameworkCodes: Record<string, string> = {
+  FST_ERR_CTP_INVALID_JSON_BODY: 'INVALID_JSON',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'INVALID_JSON',
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'BAD_REQUEST',
+  FST_ERR_CTP_BODY_TOO_LARGE: 'PAYLOAD_TOO_LARGE',
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'UNSUPPORTED_MEDIA_TYPE',
+  FST_ERR_CTP_INVALID_TYPE: 'UNSUPPORTED_MEDIA_TYPE',
+  FST_ERR_CTP_INVALID_HEADER: 'UNSUPPORTED_MEDIA_TYPE',
+  FST_ERR_BAD_URL: 'BAD_REQUEST',
+  FST_ERR_ASYNC_CONSTRAINT: 'BAD_REQUEST',
+  FST_UNDER_PRESSURE: 'SERVICE_OVERLOADED',
+  FST_ERR_RATE_LIMITED: 'RATE_LIMITED',
+}
+
+// Errors of a dependency that is down or unreachable: the client should retry, not report a bug.
+const unavailableCodes = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'PROTOCOL_CONNECTION_LOST',
+  'PROTOCOL_SEQUENCE_TIMEOUT',
+  'ER_CON_COUNT_ERROR',
+  'ER_SERVER_SHUTDOWN',
+  'ER_LOCK_WAIT_TIMEOUT',
+  'ER_LOCK_DEADLOCK',
+  'ER_QUERY_INTERRUPTED',
+  'ER_CONNECTION_KILLED',
+])
+
+export function isDependencyUnavailable(error: unknown): boolean {
+  if (!(error instanceof Error)) return false
+  const code = (error as { code?: unknown }).code
+  if (typeof code === 'string' && unavailableCodes.has(code)) return true
+  if ((error as { fatal?: unknown }).fatal === true) return true
+  const name = error.name
+  if (name === 'MaxRetriesPerRequestError') return true
+  return /Connection is closed|Stream isn't writeable|Pool is closed|Can't add new command when connection is in closed state|connect ETIMEDOUT|Command timed out/.test(
+    error.message,
+  )
+}
+
+function body(statusCode: number, code: string, message: string, details: Record<string, unknown> = {}) {
+  return { statusCode, error: STATUS_CODES[statusCode] ?? 'Error', message, code, ...details }
+}
+
+export default fp(
+  async function errors(app) {
+    app.addSchema(ErrorResponse)
+
+    app.setNotFoundHandler((request: FastifyRequest, reply: FastifyReply) => {
+      reply.code(404).send(body(404, 'ROUTE_NOT_FOUND', `Route ${request.method} ${request.url} not found`))
+    })
+
+    app.setErrorHandler((error: FastifyError | AppError, request: FastifyRequest, reply: FastifyReply) => {
+      if (error instanceof AppError) {
+        if (error.statusCode >= 500) request.log.warn({ code: error.code }, error.message)
+        return reply.code(error.statusCode).send(body(error.statusCode, error.code, error.message, error.details))
+      }
+      const fastifyError = error as FastifyError
+      if (fastifyError.validation) {
+        return reply.code(400).send(body(400, 'VALIDATION_FAILED', fastifyError.message))
+      }
+      const status = fastifyError.statusCode ?? 500
+      if (status >= 400 && status < 500) {
+        const code = frameworkCodes[fastifyError.code] ?? (status === 429 ? 'RATE_LIMITED' : 'BAD_REQUEST')
+        return reply.code(status).send(body(status, code, fastifyError.message))
+      }
+      if (status === 503 && fastifyError.code === 'FST_UNDER_PRESSURE') {
+        return reply.code(503).send(body(503, 'SERVICE_OVERLOADED', 'Service is under pressure, retry shortly'))
+      }
+      if (isDependencyUnavailable(error)) {
+        request.log.warn({ err: error }, 'dependency unavailable')
+        reply.header('retry-after', '1')
+        return reply.code(503).send(body(503, 'DEPENDENCY_UNAVAILABLE', 'A backing service is unavailable, retry shortly'))
+      }
+      request.log.error({ err: error }, 'unhandled error')
+      return reply.code(500).send(body(500, 'INTERNAL_ERROR', 'Internal server error'))
+    })
+  },
+  { name: 'errors' },
+)

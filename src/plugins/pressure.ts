@@ -1,0 +1,42 @@
+import fp from 'fastify-plugin'
+import underPressure from '@fastify/under-pressure'
+import { sql } from 'kysely'
+
+/**
+ * Sheds load with a fast 503 + Retry-After when the event loop lags or the heap fills, so a
+ * saturated worker answers "later" instead of queueing work until it dies. SHED_LOAD=false keeps
+ * the health route but never sheds (the lab's "no protection" run).
+ */
+export default fp(
+  async function pressure(app) {
+    const { config } = app
+    const shed = config.SHED_LOAD
+    const checkDependencies = async () => {
+      await Promise.all([sql`SELECT 1`.execute(app.db), app.redis.ping()])
+      return { mysql: 'ok', redis: 'ok', pid: process.pid }
+    }
+    // under-pressure runs the check once at registration and keeps that verdict for every route
+    // when no interval is set, so the dependencies must answer now: a worker that cannot reach
+    // them fails to start (and the primary retries) rather than shedding forever.
+    await checkDependencies()
+    await app.register(underPressure, {
+      maxEventLoopDelay: shed ? config.MAX_EVENT_LOOP_DELAY_MS : 0,
+      maxEventLoopUtilization: shed ? config.MAX_EVENT_LOOP_UTILIZATION : 0,
+      maxHeapUsedBytes: shed ? config.MAX_HEAP_USED_MB * 1024 * 1024 : 0,
+      retryAfter: config.RETRY_AFTER_S,
+      // Checked live on GET /health only; a dependency outage fails the calls that need it (503).
+      healthCheck: checkDependencies,
+      exposeStatusRoute: {
+        url: '/health',
+        routeOpts: { logLevel: 'warn' },
+        routeSchemaOpts: { tags: ['health'], summary: 'Liveness plus a MySQL and Redis ping' },
+        routeResponseSchemaOpts: {
+          mysql: { type: 'string' },
+          redis: { type: 'string' },
+          pid: { type: 'integer' },
+        },
+      },
+    })
+  },
+  { name: 'pressure', dependencies: ['config', 'db', 'redis'] },
+)

@@ -1,0 +1,28 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { AppError } from '../plugins/errors.js'
+import { PointBalance, chargePointSchema, getPointSchema } from './schemas.js'
+import { createPointRepository } from './repository.js'
+
+const pointRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  app.addSchema(PointBalance)
+  const points = createPointRepository(app.db)
+  const { MAX_BALANCE, MAX_CHARGE } = app.config
+
+  app.get('/point/:userId', { schema: getPointSchema }, async (request) => {
+    const balance = await points.balance(request.params.userId)
+    if (!balance) throw new AppError(404, 'USER_NOT_FOUND', `User ${request.params.userId} not found`)
+    return balance
+  })
+
+  app.patch('/point', { schema: chargePointSchema(MAX_CHARGE) }, async (request, reply) => {
+    const { userId, charge } = request.body
+    const result = await app.idempotent(
+      { scope: `charge:${userId}`, key: request.headers['idempotency-key'], request: { userId, charge } },
+      (trx) => points.charge(trx, userId, charge, MAX_BALANCE),
+    )
+    request.log.info({ userId, charge, point: result.body.point }, 'points charged')
+    return reply.code(result.statusCode as 200).send(result.body)
+  })
+}
+
+export default pointRoutes

@@ -1,0 +1,118 @@
+import cluster, { type Worker } from 'node:cluster'
+import { randomBytes } from 'node:crypto'
+import pino from 'pino'
+import { configToEnv, type Config } from '../config.js'
+import { prepareDatabase } from '../db/prepare.js'
+import { discoverServices } from './services.js'
+import type { PrimaryMessage, WorkerMessage } from './worker.js'
+
+const ROUTES = [
+  'GET   /point/:userId',
+  'PATCH /point',
+  'GET   /concert/:concertId',
+  'GET   /concerts/:concertId',
+  'POST  /concert/wait',
+  'GET   /concert/wait',
+  'GET   /concert/reservation/days/:concertId',
+  'GET   /concert/seats/:concertDetailId',
+  'PATCH /concert/seat',
+  'POST  /concert/reservation/days',
+  'GET   /health',
+  'GET   /docs',
+]
+
+/**
+ * The cluster primary supervises and nothing else: it finds MySQL and Redis, prepares the
+ * database once, forks WORKERS workers, replaces any that die, and drains them all on
+ * SIGTERM/SIGINT before stopping the private services it started.
+ */
+export async function runPrimary(config: Config): Promise<void> {
+  const log = pino({ level: config.LOG_LEVEL, base: { role: 'primary', pid: process.pid } })
+  const services = await discoverServices({
+    mysqlUrl: config.MYSQL_URL,
+    redisUrl: config.REDIS_URL,
+    embedded: config.EMBEDDED_SERVICES,
+    log: (message) => log.info(message),
+  })
+  log.info({ mysql: services.origin.mysql, redis: services.origin.redis }, 'services found')
+
+  const workerConfig: Config = {
+    ...config,
+    MYSQL_URL: services.mysqlUrl,
+    REDIS_URL: services.redisUrl,
+    TOKEN_SECRET: config.TOKEN_SECRET ?? randomBytes(32).toString('hex'),
+  }
+  if (!config.TOKEN_SECRET) {
+    log.warn('TOKEN_SECRET is not set: generated one for this run; tokens will not survive a restart or work across hosts')
+  }
+  if (config.AUTH_MODE === 'user-id') {
+    log.warn('AUTH_MODE=user-id: protected calls trust a bare user id in Authorization. INSECURE: for the original k6 scripts only')
+  }
+
+  const { applied } = await prepareDatabase(workerConfig)
+  log.info({ migrations: applied, seedUsers: config.SEED_USERS, seatsPerDetail: config.SEATS_PER_DETAIL }, 'database ready')
+
+  const env = configToEnv(workerConfig)
+  let shuttingDown = false
+  let announced = false
+  const listening = new Set<number>()
+  const recentDeaths: number[] = []
+
+  const fork = (): Worker => {
+    const worker = cluster.fork(env)
+    worker.on('message', (message: WorkerMessage) => {
+      if (message?.cmd !== 'listening') return
+      listening.add(worker.id)
+      if (!announced && listening.size === config.WORKERS) {
+        announced = true
+        const url = `http://${config.HOST === '0.0.0.0' ? '127.0.0.1' : config.HOST}:${config.PORT}`
+        log.info({ url, workers: config.WORKERS, pids: Object.values(cluster.workers ?? {}).map((w) => w?.process.pid) }, 'seatrush is serving')
+        process.stdout.write(`\nseatrush: ${config.WORKERS} workers on ${url}\n${ROUTES.map((r) => `  ${r}`).join('\n')}\nOpenAPI: ${url}/docs\n\n`)
+      }
+    })
+    return worker
+  }
+
+  cluster.on('exit', (worker, code, signal) => {
+    listening.delete(worker.id)
+    if (shuttingDown) return
+    // A worker that keeps dying right after start (a dependency down, say) is respawned with a
+    // growing delay rather than in a hot loop.
+    const now = Date.now()
+    recentDeaths.push(now)
+    while (recentDeaths.length && recentDeaths[0]! < now - 10_000) recentDeaths.shift()
+    const delay = Math.min(5000, 100 * 2 ** Math.max(0, recentDeaths.length - 2))
+    log.error({ worker: worker.process.pid, code, signal, respawnInMs: delay }, 'worker died; replacing it')
+    setTimeout(() => {
+      if (!shuttingDown) fork()
+    }, delay)
+  })
+
+  for (let i = 0; i < config.WORKERS; i++) fork()
+
+  const shutdown = async (signal: string) => {
+    if (shuttingDown) return
+    shuttingDown = true
+    log.info({ signal }, 'draining workers')
+    const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined)
+    await Promise.all(
+      workers.map(
+        (worker) =>
+          new Promise<void>((done) => {
+            const force = setTimeout(() => worker.process.kill('SIGKILL'), config.SHUTDOWN_TIMEOUT_MS + 2000)
+            worker.once('exit', () => {
+              clearTimeout(force)
+              done()
+            })
+            if (worker.isConnected()) worker.send({ cmd: 'shutdown' } satisfies PrimaryMessage)
+            else worker.process.kill('SIGTERM')
+          }),
+      ),
+    )
+    await services.stop()
+    log.info('all workers drained; bye')
+    process.exit(0)
+  }
+  process.on('SIGTERM', () => void shutdown('SIGTERM'))
+  process.on('SIGINT', () => void shutdown('SIGINT'))
+}
