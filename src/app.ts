@@ -10,7 +10,12 @@ import db from './plugins/db.js'
 import redis from './plugins/redis.js'
 import pressure from './plugins/pressure.js'
 import idempotency from './plugins/idempotency.js'
+import auth from './plugins/auth.js'
+import queue from './queue/plugin.js'
 import pointRoutes from './points/routes.js'
+import concertRoutes from './concerts/routes.js'
+import queueRoutes from './queue/routes.js'
+import reservationRoutes from './reservations/routes.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -61,8 +66,13 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   await app.register(redis)
   await app.register(pressure)
   await app.register(idempotency)
+  await app.register(queue)
+  await app.register(auth)
 
   await app.register(pointRoutes)
+  await app.register(concertRoutes)
+  await app.register(queueRoutes)
+  await app.register(reservationRoutes)
 
   await app.ready()
   return app

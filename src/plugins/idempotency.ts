@@ -24,6 +24,8 @@ declare module 'fastify' {
      * transaction, and a retry (even a concurrent one) gets it back instead of acting twice.
      */
     idempotent: <T>(call: IdempotentCall, work: (trx: Transaction<Database>) => Promise<T>) => Promise<StoredResponse<T>>
+    /** The stored answer of an earlier call with this key, if there was one. */
+    storedResponse: <T>(call: IdempotentCall) => Promise<StoredResponse<T> | undefined>
   }
 }
 
@@ -61,13 +63,21 @@ export async function runIdempotent<T>(
   } catch (error) {
     if ((error as { errno?: number }).errno !== ER_DUP_ENTRY) throw error
   }
+  const stored = await findStored<T>(db, call)
+  if (!stored) throw new Error(`idempotency key ${call.scope}/${key} vanished after a duplicate insert`)
+  return stored
+}
+
+export async function findStored<T>(db: Kysely<Database>, call: IdempotentCall): Promise<StoredResponse<T> | undefined> {
+  if (call.key === undefined) return undefined
   const stored = await db
     .selectFrom('idempotency_keys')
     .select(['request_hash', 'status_code', 'response'])
     .where('scope', '=', call.scope)
-    .where('idem_key', '=', key)
-    .executeTakeFirstOrThrow()
-  if (stored.request_hash !== requestHash) {
+    .where('idem_key', '=', call.key)
+    .executeTakeFirst()
+  if (!stored) return undefined
+  if (stored.request_hash !== hashRequest(call.request)) {
     throw new AppError(422, 'IDEMPOTENCY_KEY_REUSED', 'This Idempotency-Key was used with a different request')
   }
   return { statusCode: stored.status_code, body: JSON.parse(stored.response) as T }
@@ -78,6 +88,7 @@ export default fp(
     app.decorate('idempotent', <T>(call: IdempotentCall, work: (trx: Transaction<Database>) => Promise<T>) =>
       runIdempotent(app.db, call, work),
     )
+    app.decorate('storedResponse', <T>(call: IdempotentCall) => findStored<T>(app.db, call))
   },
   { name: 'idempotency', dependencies: ['db'] },
 )

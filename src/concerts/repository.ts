@@ -1,0 +1,86 @@
+import { sql, type Kysely } from 'kysely'
+import type { Database, SeatStatus } from '../db/schema.js'
+
+export interface Concert {
+  concertId: number
+  title: string
+  artist: string
+  venue: string
+}
+
+export interface ConcertOption {
+  concertDetailId: number
+  date: string
+  price: number
+  totalSeats: number
+  availableSeats: number
+}
+
+export interface SeatView {
+  seatNo: number
+  status: SeatStatus
+}
+
+// A hold past its held_until is free even before the sweeper resets the row: availability is
+// computed on the database clock, the same one the hold UPDATE uses.
+const effectiveStatus = sql<SeatStatus>`CASE WHEN status = 'HELD' AND held_until <= NOW(3) THEN 'AVAILABLE' ELSE status END`
+const isFree = sql<boolean>`(status = 'AVAILABLE' OR (status = 'HELD' AND held_until <= NOW(3)))`
+
+export function createConcertRepository(db: Kysely<Database>) {
+  return {
+    async concert(concertId: number): Promise<Concert | undefined> {
+      const row = await db.selectFrom('concerts').select(['id', 'title', 'artist', 'venue']).where('id', '=', concertId).executeTakeFirst()
+      return row && { concertId: row.id, title: row.title, artist: row.artist, venue: row.venue }
+    },
+
+    /** The concert's dated options with live seat counts; undefined when the concert does not exist. */
+    async options(concertId: number): Promise<ConcertOption[] | undefined> {
+      const [exists, rows] = await Promise.all([
+        db.selectFrom('concerts').select('id').where('id', '=', concertId).executeTakeFirst(),
+        db
+          .selectFrom('concert_details as d')
+          .select((eb) => [
+            'd.id',
+            'd.starts_at',
+            'd.price',
+            'd.total_seats',
+            eb
+              .selectFrom('seats')
+              .select(eb.fn.countAll<number>().as('n'))
+              .whereRef('seats.concert_detail_id', '=', 'd.id')
+              .where(isFree)
+              .as('available'),
+          ])
+          .where('d.concert_id', '=', concertId)
+          .orderBy('d.starts_at')
+          .execute(),
+      ])
+      if (!exists) return undefined
+      return rows.map((row) => ({
+        concertDetailId: row.id,
+        date: row.starts_at.toISOString(),
+        price: row.price,
+        totalSeats: row.total_seats,
+        availableSeats: Number(row.available ?? 0),
+      }))
+    },
+
+    async detailExists(concertDetailId: number): Promise<boolean> {
+      return !!(await db.selectFrom('concert_details').select('id').where('id', '=', concertDetailId).executeTakeFirst())
+    },
+
+    /** Every seat of one dated option in seat order; undefined when the option does not exist. */
+    async seats(concertDetailId: number): Promise<SeatView[] | undefined> {
+      const rows = await db
+        .selectFrom('seats')
+        .select(['seat_no as seatNo', effectiveStatus.as('status')])
+        .where('concert_detail_id', '=', concertDetailId)
+        .orderBy('seat_no')
+        .execute()
+      if (rows.length === 0 && !(await this.detailExists(concertDetailId))) return undefined
+      return rows
+    },
+  }
+}
+
+export type ConcertRepository = ReturnType<typeof createConcertRepository>

@@ -1,0 +1,41 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { assertSameUser } from '../plugins/auth.js'
+import { createReservationRepository, type Payment as PaymentResult } from './repository.js'
+import { Hold, Payment, holdSchema, paySchema } from './schemas.js'
+
+const reservationRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  app.addSchema(Hold)
+  app.addSchema(Payment)
+  const reservations = createReservationRepository(app.db)
+
+  app.onAdmissionTick(async () => {
+    const freed = await reservations.sweepExpiredHolds()
+    if (freed > 0) app.log.info({ freed }, 'expired holds released')
+  })
+
+  app.patch('/concert/seat', { schema: holdSchema, preHandler: app.requireActive }, async (request) => {
+    const { userId, concertDetailId, seatNo } = request.body
+    assertSameUser(request, userId)
+    const hold = await reservations.hold({ userId, concertDetailId, seatNo }, app.config.HOLD_TTL_MS)
+    request.log.info({ userId, concertDetailId, seatNo, reservationId: hold.reservationId }, 'seat held')
+    return hold
+  })
+
+  app.post('/concert/reservation/days', { schema: paySchema, preHandler: app.authenticate }, async (request, reply) => {
+    const { userId, concertDetailId, seatNo } = request.body
+    assertSameUser(request, userId)
+    const ref = { userId, concertDetailId, seatNo }
+    const call = { scope: `pay:${userId}`, key: request.headers['idempotency-key'], request: ref }
+    // A retry after success must get the first answer, though paying already gave up the slot.
+    const replay = await app.storedResponse<PaymentResult>(call)
+    if (replay) return reply.code(replay.statusCode as 200).send(replay.body)
+    await app.assertActive(userId)
+    const result = await app.idempotent(call, (trx) => reservations.pay(trx, ref))
+    request.log.info({ ...ref, ...result.body }, 'reservation paid')
+    // The booking is done: free the slot so the next user in line can be admitted.
+    await app.queue.leave(userId).catch((error) => request.log.warn({ err: error, userId }, 'could not release queue slot'))
+    return reply.code(result.statusCode as 200).send(result.body)
+  })
+}
+
+export default reservationRoutes
