@@ -108,3 +108,22 @@ export async function call(
   } catch {}
   return { status: response.status, headers: response.headers, body }
 }
+
+export const bearer = (token: string) => ({ authorization: `Bearer ${token}` })
+
+/** Joins the queue over HTTP and waits until the admitter lets the user in; answers the token. */
+export async function activeToken(base: string, userId: number, timeoutMs = 10_000): Promise<string> {
+  const joined = await call(base, 'POST', '/concert/wait', { body: { userId } })
+  if (joined.status !== 200) throw new Error(`join failed for user ${userId}: ${joined.status} ${JSON.stringify(joined.body)}`)
+  const token: string = joined.body.token
+  const deadline = Date.now() + timeoutMs
+  for (let status = joined.body.status; status !== 'ACTIVE'; ) {
+    if (Date.now() > deadline) throw new Error(`user ${userId} was not admitted within ${timeoutMs} ms`)
+    await new Promise((resolve) => setTimeout(resolve, 20))
+    status = (await call(base, 'GET', '/concert/wait', { headers: bearer(token) })).body.status
+  }
+  return token
+}
+
+/** Settings under which the admitter lets everyone in at once, for tests of what comes after. */
+export const OPEN_QUEUE = { MAX_ACTIVE: 10_000, ADMIT_BATCH: 10_000, ADMIT_INTERVAL_MS: 20 }

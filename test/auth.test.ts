@@ -1,0 +1,71 @@
+import t from 'tap'
+import { createHmac } from 'node:crypto'
+import { OPEN_QUEUE, activeToken, bearer, buildTestApp, call, listen } from './helper.js'
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** Signs an HS256 JWT by hand, so tests can forge tokens the server must refuse. */
+function signJwt(payload: object, secret: string): string {
+  const encode = (part: object) => Buffer.from(JSON.stringify(part)).toString('base64url')
+  const unsigned = `${encode({ alg: 'HS256', typ: 'JWT' })}.${encode(payload)}`
+  return `${unsigned}.${createHmac('sha256', secret).update(unsigned).digest('base64url')}`
+}
+
+t.test('queue tokens', async (t) => {
+  const { app, config } = await buildTestApp(t, { ...OPEN_QUEUE, TOKEN_TTL_S: 2 })
+  const base = await listen(app)
+  const token = await activeToken(base, 5)
+  await activeToken(base, 6)
+  const seats = (headers: Record<string, string>) => call(base, 'GET', '/concert/seats/1', { headers })
+  const now = Math.floor(Date.now() / 1000)
+
+  t.equal((await seats(bearer(token))).status, 200, 'the real token opens the booking pages')
+
+  const refusals: [string, Record<string, string>, string][] = [
+    ['no Authorization header', {}, 'TOKEN_MISSING'],
+    ['an empty header', { authorization: ' ' }, 'TOKEN_MISSING'],
+    ['garbage', bearer('not-a-token'), 'TOKEN_INVALID'],
+    ['a bare user id in token mode', { authorization: '5' }, 'TOKEN_INVALID'],
+    ['a token signed with another secret', bearer(signJwt({ sub: '5', iat: now, exp: now + 60 }, 'another-secret-another-secret-0000')), 'TOKEN_INVALID'],
+    ['a tampered payload', bearer(token.replace(/\.[^.]+\./, `.${Buffer.from(JSON.stringify({ sub: '6', iat: now, exp: now + 60 })).toString('base64url')}.`)), 'TOKEN_INVALID'],
+    ['alg none', bearer(`${Buffer.from('{"alg":"none","typ":"JWT"}').toString('base64url')}.${Buffer.from(JSON.stringify({ sub: '5' })).toString('base64url')}.`), 'TOKEN_INVALID'],
+    ['a token without a user', bearer(signJwt({ iat: now, exp: now + 60 }, config.TOKEN_SECRET!)), 'TOKEN_INVALID'],
+    ['an expired token', bearer(signJwt({ sub: '5', iat: now - 120, exp: now - 60 }, config.TOKEN_SECRET!)), 'TOKEN_EXPIRED'],
+  ]
+  for (const [name, headers, code] of refusals) {
+    const res = await seats(headers)
+    t.equal(res.status, 401, `${name}: 401`)
+    t.equal(res.body.code, code, `${name}: ${code}`)
+  }
+
+  const hold = await call(base, 'PATCH', '/concert/seat', { body: { userId: 6, concertDetailId: 1, seatNo: 9 }, headers: bearer(token) })
+  t.equal(hold.status, 403, "user 5's token cannot hold a seat for user 6")
+  t.equal(hold.body.code, 'USER_MISMATCH')
+  const pay = await call(base, 'POST', '/concert/reservation/days', { body: { userId: 6, concertDetailId: 1, seatNo: 9 }, headers: bearer(token) })
+  t.equal(pay.status, 403, "user 5's token cannot pay for user 6")
+  t.equal(pay.body.code, 'USER_MISMATCH')
+
+  await sleep(2100)
+  const expired = await seats(bearer(token))
+  t.equal(expired.status, 401, 'a token past TOKEN_TTL_S is refused')
+  t.equal(expired.body.code, 'TOKEN_EXPIRED')
+})
+
+t.test('AUTH_MODE=user-id accepts the bare user id the original scripts send', async (t) => {
+  const { app } = await buildTestApp(t, { ...OPEN_QUEUE, AUTH_MODE: 'user-id' })
+  const base = await listen(app)
+  const joined = await call(base, 'POST', '/concert/wait', { body: { userId: 8, '@class': 'queueReq' } })
+  t.equal(joined.status, 200)
+  await activeToken(base, 8)
+  const days = await call(base, 'GET', '/concert/reservation/days/1', { headers: { authorization: '8' } })
+  t.equal(days.status, 200)
+  const hold = await call(base, 'PATCH', '/concert/seat', { body: { userId: 8, concertDetailId: 1, seatNo: 3, '@class': 'concertSeat' }, headers: { authorization: '8' } })
+  t.equal(hold.status, 200)
+  const other = await call(base, 'PATCH', '/concert/seat', { body: { userId: 9, concertDetailId: 1, seatNo: 4 }, headers: { authorization: '8' } })
+  t.equal(other.status, 403, 'the bare id still has to match the body')
+  const notQueued = await call(base, 'GET', '/concert/seats/1', { headers: { authorization: '42' } })
+  t.equal(notQueued.status, 403, 'a user the queue never admitted is refused')
+  t.equal(notQueued.body.code, 'NOT_IN_QUEUE')
+  const token = await call(base, 'GET', '/concert/seats/1', { headers: bearer(joined.body.token) })
+  t.equal(token.status, 200, 'tokens keep working in user-id mode')
+})

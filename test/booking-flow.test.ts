@@ -1,0 +1,133 @@
+import t from 'tap'
+import { OPEN_QUEUE, activeToken, bearer, buildTestApp, call, ledgerMismatches, listen } from './helper.js'
+
+t.test('one user books a seat end to end through HTTP', async (t) => {
+  const { app, db, config } = await buildTestApp(t, { ...OPEN_QUEUE, SEED_POINTS: 120_000, SEAT_PRICE: 50_000 })
+  const base = await listen(app)
+  const userId = 11
+
+  const joined = await call(base, 'POST', '/concert/wait', { body: { userId, '@class': 'queueReq' } })
+  t.equal(joined.status, 200)
+  t.match(joined.body, { token: String, status: /^(WAITING|ACTIVE)$/, position: Number, etaSeconds: Number })
+  const token = await activeToken(base, userId)
+  t.same((await call(base, 'GET', '/concert/wait', { headers: bearer(token) })).body, { userId, status: 'ACTIVE', position: 0, etaSeconds: 0 })
+
+  const concert = await call(base, 'GET', '/concert/1')
+  t.same(concert.body, { concertId: 1, title: 'Seatrush Live', artist: 'The Queue', venue: 'Main Hall' })
+  const options = await call(base, 'GET', '/concerts/1')
+  t.equal(options.body.length, config.SEED_DETAILS)
+  t.match(options.body[0], { concertDetailId: Number, date: String, price: 50_000, totalSeats: 50, availableSeats: 50 })
+
+  const days = await call(base, 'GET', '/concert/reservation/days/1', { headers: bearer(token) })
+  t.equal(days.status, 200)
+  t.equal(days.body.length, config.SEED_DETAILS)
+  const detailId: number = days.body[0].concertDetailId
+
+  const seats = await call(base, 'GET', `/concert/seats/${detailId}`, { headers: { authorization: token } })
+  t.equal(seats.status, 200, 'a bare token works as well as Bearer')
+  t.equal(seats.body.length, 50)
+  t.same(seats.body[6], { seatNo: 7, status: 'AVAILABLE' })
+
+  const seat = { userId, concertDetailId: detailId, seatNo: 7, '@class': 'concertSeat' }
+  const hold = await call(base, 'PATCH', '/concert/seat', { body: seat, headers: bearer(token) })
+  t.equal(hold.status, 200)
+  t.match(hold.body, { reservationId: Number, concertDetailId: detailId, seatNo: 7, price: 50_000, heldUntil: String })
+  const heldFor = Date.parse(hold.body.heldUntil) - Date.now()
+  t.ok(heldFor > config.HOLD_TTL_MS - 60_000 && heldFor <= config.HOLD_TTL_MS + 5_000, 'held for about HOLD_TTL_MS')
+  const again = await call(base, 'PATCH', '/concert/seat', { body: seat, headers: bearer(token) })
+  t.same(again.body, hold.body, 'holding a seat you hold answers the same hold')
+
+  const seatMap = await call(base, 'GET', `/concert/seats/${detailId}`, { headers: bearer(token) })
+  t.same(seatMap.body[6], { seatNo: 7, status: 'HELD' })
+
+  const paid = await call(base, 'POST', '/concert/reservation/days', { body: seat, headers: { ...bearer(token), 'idempotency-key': 'pay-11' } })
+  t.equal(paid.status, 200)
+  t.same(paid.body, { reservationId: hold.body.reservationId, paymentId: paid.body.paymentId, amount: 50_000, point: 70_000 })
+
+  const retry = await call(base, 'POST', '/concert/reservation/days', { body: seat, headers: { ...bearer(token), 'idempotency-key': 'pay-11' } })
+  t.same(retry.body, paid.body, 'a retry with the same key answers the first payment')
+  t.equal(retry.status, 200)
+
+  t.same((await call(base, 'GET', `/point/${userId}`)).body, { userId, point: 70_000 })
+  const seatRow = await db.selectFrom('seats').selectAll().where('concert_detail_id', '=', detailId).where('seat_no', '=', 7).executeTakeFirstOrThrow()
+  t.match(seatRow, { status: 'SOLD', user_id: userId, reservation_id: hold.body.reservationId })
+  const reservation = await db.selectFrom('reservations').selectAll().where('id', '=', hold.body.reservationId).executeTakeFirstOrThrow()
+  t.match(reservation, { status: 'CONFIRMED', user_id: userId, price: 50_000 })
+  t.ok(reservation.confirmed_at)
+  const payments = await db.selectFrom('payments').selectAll().where('user_id', '=', userId).execute()
+  t.equal(payments.length, 1, 'one payment row despite the retry')
+  t.match(payments[0], { id: paid.body.paymentId, reservation_id: hold.body.reservationId, amount: 50_000 })
+  const history = await db.selectFrom('point_history').selectAll().where('user_id', '=', userId).execute()
+  t.equal(history.length, 1)
+  t.match(history[0], { kind: 'PAYMENT', amount: -50_000, balance_after: 70_000, reservation_id: hold.body.reservationId })
+  t.same(await ledgerMismatches(db), [])
+
+  const standing = await call(base, 'GET', '/concert/wait', { headers: bearer(token) })
+  t.equal(standing.status, 404, 'paying released the queue slot')
+  t.equal(standing.body.code, 'NOT_IN_QUEUE')
+  const afterwards = await call(base, 'GET', `/concert/seats/${detailId}`, { headers: bearer(token) })
+  t.equal(afterwards.status, 403, 'the token no longer opens the booking pages')
+  t.equal(afterwards.body.code, 'NOT_IN_QUEUE')
+
+  const options2 = await call(base, 'GET', '/concerts/1')
+  const option = options2.body.find((o: { concertDetailId: number }) => o.concertDetailId === detailId)
+  t.ok(option.availableSeats === 49 || option.availableSeats === 50, 'availability honest within the cache bound')
+  await new Promise((resolve) => setTimeout(resolve, config.CONCERT_CACHE_MS + 50))
+  const fresh = (await call(base, 'GET', '/concerts/1')).body.find((o: { concertDetailId: number }) => o.concertDetailId === detailId)
+  t.equal(fresh.availableSeats, 49, 'after CONCERT_CACHE_MS the sold seat is counted')
+})
+
+t.test('concert reads and their refusals', async (t) => {
+  const { app } = await buildTestApp(t, OPEN_QUEUE)
+  const base = await listen(app)
+  const token = await activeToken(base, 3)
+
+  for (const [path, code] of [
+    ['/concert/999', 'CONCERT_NOT_FOUND'],
+    ['/concerts/999', 'CONCERT_NOT_FOUND'],
+  ] as const) {
+    const res = await call(base, 'GET', path)
+    t.equal(res.status, 404, path)
+    t.same(res.body, { statusCode: 404, error: 'Not Found', message: 'Concert 999 not found', code })
+  }
+  t.equal((await call(base, 'GET', '/concert/reservation/days/999', { headers: bearer(token) })).body.code, 'CONCERT_NOT_FOUND')
+  const noDetail = await call(base, 'GET', '/concert/seats/999', { headers: bearer(token) })
+  t.equal(noDetail.status, 404)
+  t.equal(noDetail.body.code, 'CONCERT_DETAIL_NOT_FOUND')
+  for (const path of ['/concert/0', '/concerts/abc', '/concert/-3', '/concerts/1.5', '/concert/12345678901234']) {
+    t.equal((await call(base, 'GET', path)).status, 400, path)
+  }
+  const missingSeat = await call(base, 'PATCH', '/concert/seat', { body: { userId: 3, concertDetailId: 1, seatNo: 51 }, headers: bearer(token) })
+  t.equal(missingSeat.status, 404)
+  t.equal(missingSeat.body.code, 'SEAT_NOT_FOUND')
+  const badBody = await call(base, 'PATCH', '/concert/seat', { body: { userId: 3, concertDetailId: 1, seatNo: '7' }, headers: bearer(token) })
+  t.equal(badBody.status, 400)
+  const unknownUser = await call(base, 'POST', '/concert/wait', { body: { userId: 99_999 } })
+  t.equal(unknownUser.status, 404)
+  t.equal(unknownUser.body.code, 'USER_NOT_FOUND')
+  const route = await call(base, 'GET', '/no/such/route')
+  t.equal(route.status, 404)
+  t.equal(route.body.code, 'ROUTE_NOT_FOUND')
+})
+
+t.test('the OpenAPI document lists every route', async (t) => {
+  const { app } = await buildTestApp(t)
+  const res = await app.inject({ method: 'GET', url: '/docs/json' })
+  t.equal(res.statusCode, 200)
+  const paths = Object.keys(res.json().paths)
+  for (const path of [
+    '/point/{userId}',
+    '/point',
+    '/concert/{concertId}',
+    '/concerts/{concertId}',
+    '/concert/wait',
+    '/concert/reservation/days/{concertId}',
+    '/concert/seats/{concertDetailId}',
+    '/concert/seat',
+    '/concert/reservation/days',
+    '/health',
+  ]) {
+    t.ok(paths.includes(path), path)
+  }
+  t.equal((await app.inject({ method: 'GET', url: '/docs' })).statusCode < 400, true, 'the UI is served')
+})
