@@ -2,7 +2,7 @@ import t from 'tap'
 import { readFileSync } from 'node:fs'
 import { spawnSync } from 'node:child_process'
 import { ConfigError, loadConfig } from '../src/config.js'
-import { renderEnvExample } from '../scripts/env-example.js'
+import { readmeWithConfigTable, renderEnvExample } from '../scripts/env-example.js'
 
 t.test('defaults follow the contract', async (t) => {
   const config = loadConfig({})
@@ -56,4 +56,9 @@ t.test('start-up with a broken config exits 1 with the variable in the message',
 
 t.test('.env.example documents every variable', async (t) => {
   t.equal(readFileSync('.env.example', 'utf8'), renderEnvExample(), 'regenerate with npm run env:example')
+})
+
+t.test('the README documents every variable', async (t) => {
+  const readme = readFileSync('README.md', 'utf8')
+  t.equal(readme, readmeWithConfigTable(readme), 'regenerate with npm run env:example')
 })
