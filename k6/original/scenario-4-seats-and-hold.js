@@ -1,0 +1,70 @@
+import http from 'k6/http';
+import { sleep } from 'k6';
+
+export let options = {
+  stages:[
+        {duration: '1s', target: 1},
+        {duration: '1s',target: 1}
+        ]
+};
+
+export default function(){
+
+        let userId = Math.floor(Math.random() * 899 +1)
+        let seatId = Math.floor(Math.random() * 50 + 1)
+        const postData = JSON.stringify({
+                "userId": userId,
+                "@class": "queueReq"
+        });
+
+        const params = {
+                headers: {
+                'Content-Type': 'application/json'
+                }
+
+        };
+
+        const postUrl = 'http://localhost:8080/concert/wait';
+        http.post(postUrl,postData,params);
+
+        sleep(20);
+
+         const getSeatUrl = 'http://localhost:8080/concert/seats/1';
+
+
+         const getParams = {
+                 headers: {
+                 'Authorization': userId.toString()
+                }
+         };
+
+        http.get(getSeatUrl, getParams);
+        sleep(1);
+
+        const getUrl = `http://localhost:8080/concert/seat`;
+
+
+        sleep(1);
+
+
+         const patchData = JSON.stringify({
+         "@class" : "concertSeat",
+          "userId" : userId,
+          "concertDetailId" : 1,
+          "seatNo" : seatId
+        });
+
+        const params3 = {
+                headers: {
+                 'Authorization': userId.toString(),
+                'Content-Type': 'application/json'
+                }
+        };
+
+        http.patch(getUrl,patchData,params3);
+
+
+
+          sleep(1);
+
+}
