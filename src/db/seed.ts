@@ -17,6 +17,20 @@ export const SEED_CONCERT_ID = 1
  * never touched again (balances survive a restart); seats are topped up to `seatsPerDetail`.
  */
 export async function seed(db: Kysely<Database>, options: SeedOptions): Promise<void> {
+  // Several hosts may start on an empty database at once, and topping up the dated options is a
+  // count-then-insert: seeders of one database take turns on a named lock so none is doubled.
+  await db.connection().execute(async (connection) => {
+    const { rows } = await sql<{ locked: number | null }>`SELECT GET_LOCK(CONCAT('seatrush-seed:', DATABASE()), 60) AS locked`.execute(connection)
+    if (Number(rows[0]?.locked) !== 1) throw new Error('Another seeder held the seed lock for 60 s')
+    try {
+      await seedLocked(connection, options)
+    } finally {
+      await sql`SELECT RELEASE_LOCK(CONCAT('seatrush-seed:', DATABASE()))`.execute(connection)
+    }
+  })
+}
+
+async function seedLocked(db: Kysely<Database>, options: SeedOptions): Promise<void> {
   for (let first = 1; first <= options.users; first += BATCH) {
     const last = Math.min(options.users, first + BATCH - 1)
     const rows = []
