@@ -11,6 +11,8 @@ import redis from './plugins/redis.js'
 import pressure from './plugins/pressure.js'
 import idempotency from './plugins/idempotency.js'
 import auth from './plugins/auth.js'
+import metrics from './plugins/metrics.js'
+import rateLimit from './plugins/rate-limit.js'
 import queue from './queue/plugin.js'
 import pointRoutes from './points/routes.js'
 import concertRoutes from './concerts/routes.js'
@@ -20,12 +22,16 @@ import reservationRoutes from './reservations/routes.js'
 declare module 'fastify' {
   interface FastifyInstance {
     config: Config
+    /** Every route the API documents, as `METHOD /path`, in registration order. */
+    served: readonly string[]
   }
 }
 
 export interface BuildOptions {
   /** Overrides the pino logger options (tests pass `false`). */
   logger?: FastifyServerOptions['logger']
+  /** Every worker's metrics merged (the cluster worker asks the primary); without it, GET /metrics serves this process's. */
+  clusterMetrics?: () => Promise<string>
 }
 
 // Bodies are validated strictly: "100" is not a number and an unknown field is an error. URL
@@ -60,6 +66,13 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   // A JSON API: any other body type is 415, not a string that fails validation later.
   app.removeContentTypeParser(['text/plain'])
   await app.register(fp(async (instance) => { instance.decorate('config', config) }, { name: 'config' }))
+  const served: string[] = []
+  app.addHook('onRoute', (route) => {
+    const hidden = (route.schema as { hide?: boolean } | undefined)?.hide
+    if (hidden && route.url !== '/docs') return
+    for (const method of [route.method].flat()) if (method !== 'HEAD') served.push(`${method.padEnd(7)}${route.url}`)
+  })
+  app.decorate('served', served)
   await app.register(errors)
   await app.register(docs)
   await app.register(db)
@@ -68,6 +81,9 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   await app.register(idempotency)
   await app.register(queue)
   await app.register(auth)
+  // After the queue it gauges, before the routes it times and limits.
+  await app.register(metrics, { clusterMetrics: options.clusterMetrics })
+  await app.register(rateLimit)
 
   await app.register(pointRoutes)
   await app.register(concertRoutes)

@@ -68,6 +68,8 @@ export const ConfigSchema = Type.Object({
   MAX_EVENT_LOOP_UTILIZATION: Type.Number({ default: 0.98, minimum: 0, maximum: 1, description: 'Shed above this ELU (0 = off)' }),
   MAX_HEAP_USED_MB: Int(512, 0, 65_536, 'Shed above this heap use per worker (0 = off)'),
   RETRY_AFTER_S: Int(1, 1, 3600, 'Retry-After sent with a shed 503'),
+  RATE_LIMIT_WAIT_PER_MIN: Int(120, 0, 1_000_000, 'POST /concert/wait calls per user per minute, across all workers and hosts (0 = off)'),
+  RATE_LIMIT_PAY_PER_MIN: Int(30, 0, 1_000_000, 'Payment calls per user per minute, across all workers and hosts (0 = off)'),
   BODY_LIMIT: Int(16_384, 256, 10_485_760, 'Largest request body in bytes'),
   SHUTDOWN_TIMEOUT_MS: Int(10_000, 100, 600_000, 'Time in-flight requests get to finish on SIGTERM'),
 

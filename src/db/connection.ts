@@ -1,5 +1,5 @@
 import { Kysely, MysqlDialect } from 'kysely'
-import { createPool, createConnection, type PoolOptions } from 'mysql2'
+import { createPool, createConnection, type Pool, type PoolOptions } from 'mysql2'
 import type { Database } from './schema.js'
 
 /** Splits a MySQL URL into the server part and the database name. */
@@ -44,7 +44,8 @@ export async function dropDatabase(url: string): Promise<void> {
   }
 }
 
-export function createDb(url: string, connectionLimit: number): Kysely<Database> {
+/** A mysql2 pool whose sessions run in UTC. */
+export function createMysqlPool(url: string, connectionLimit: number): Pool {
   const pool = createPool({
     uri: url,
     connectionLimit,
@@ -58,5 +59,28 @@ export function createDb(url: string, connectionLimit: number): Kysely<Database>
   pool.on('connection', (connection) => {
     connection.query("SET time_zone = '+00:00'")
   })
+  return pool
+}
+
+export function createDb(url: string, connectionLimit: number, pool: Pool = createMysqlPool(url, connectionLimit)): Kysely<Database> {
   return new Kysely<Database>({ dialect: new MysqlDialect({ pool }) })
+}
+
+export interface PoolUsage {
+  open: number
+  idle: number
+  waiting: number
+}
+
+/**
+ * How busy a pool is. mysql2 keeps these counts in fields it does not document, so they are read
+ * defensively: a mysql2 that renames them yields zeros rather than an error.
+ */
+export function poolUsage(pool: Pool): PoolUsage {
+  const internals = pool as unknown as Record<string, { length?: number } | undefined>
+  return {
+    open: internals._allConnections?.length ?? 0,
+    idle: internals._freeConnections?.length ?? 0,
+    waiting: internals._connectionQueue?.length ?? 0,
+  }
 }

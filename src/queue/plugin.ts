@@ -1,7 +1,8 @@
 import fp from 'fastify-plugin'
 import { createQueue, defineQueueCommands, type Queue } from './queue.js'
 
-type TickListener = () => Promise<void>
+/** Told how many users the tick let in. */
+type TickListener = (tick: { admitted: number }) => Promise<void>
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -42,7 +43,7 @@ export default fp(
         const { won, admitted } = await queue.admitTick()
         if (!won) return
         if (admitted > 0) app.log.debug({ admitted }, 'admitted from the waiting queue')
-        for (const listener of listeners) await listener()
+        for (const listener of listeners) await listener({ admitted })
       } catch (error) {
         // Redis or MySQL down: keep ticking, log at most every 10 s.
         if (Date.now() - lastFailureLog > 10_000) {

@@ -1,12 +1,14 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { AppError } from '../plugins/errors.js'
+import { perUserRateLimit } from '../plugins/rate-limit.js'
 import { Standing, Ticket, joinSchema, leaveSchema, standingSchema } from './schemas.js'
 
 const queueRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.addSchema(Ticket)
   app.addSchema(Standing)
 
-  app.post('/concert/wait', { schema: joinSchema }, async (request) => {
+  const joinLimit = perUserRateLimit(app.config.RATE_LIMIT_WAIT_PER_MIN)
+  app.post('/concert/wait', { schema: joinSchema, config: { rateLimit: joinLimit } }, async (request) => {
     const { userId } = request.body
     const user = await app.db.selectFrom('users').select('id').where('id', '=', userId).executeTakeFirst()
     if (!user) throw new AppError(404, 'USER_NOT_FOUND', `User ${userId} not found`)

@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { assertSameUser } from '../plugins/auth.js'
+import { perUserRateLimit } from '../plugins/rate-limit.js'
 import { createReservationRepository, type Payment as PaymentResult } from './repository.js'
 import { Hold, Payment, holdSchema, paySchema } from './schemas.js'
 
@@ -18,10 +19,12 @@ const reservationRoutes: FastifyPluginAsyncTypebox = async (app) => {
     assertSameUser(request, userId)
     const hold = await reservations.hold({ userId, concertDetailId, seatNo }, app.config.HOLD_TTL_MS)
     request.log.info({ userId, concertDetailId, seatNo, reservationId: hold.reservationId }, 'seat held')
+    app.metrics.holds.inc()
     return hold
   })
 
-  app.post('/concert/reservation/days', { schema: paySchema, preHandler: app.authenticate }, async (request, reply) => {
+  const payLimit = perUserRateLimit(app.config.RATE_LIMIT_PAY_PER_MIN)
+  app.post('/concert/reservation/days', { schema: paySchema, preHandler: app.authenticate, config: { rateLimit: payLimit } }, async (request, reply) => {
     const { userId, concertDetailId, seatNo } = request.body
     assertSameUser(request, userId)
     const ref = { userId, concertDetailId, seatNo }
@@ -30,7 +33,14 @@ const reservationRoutes: FastifyPluginAsyncTypebox = async (app) => {
     const replay = await app.storedResponse<PaymentResult>(call)
     if (replay) return reply.code(replay.statusCode as 200).send(replay.body)
     await app.assertActive(userId)
-    const result = await app.idempotent(call, (trx) => reservations.pay(trx, ref))
+    // A concurrent retry with the same key gets the first answer without paying: count only ours.
+    let paid = false
+    const result = await app.idempotent(call, async (trx) => {
+      const payment = await reservations.pay(trx, ref)
+      paid = true
+      return payment
+    })
+    if (paid) app.metrics.payments.inc()
     request.log.info({ ...ref, ...result.body }, 'reservation paid')
     // The booking is done: free the slot so the next user in line can be admitted.
     await app.queue.leave(userId).catch((error) => request.log.warn({ err: error, userId }, 'could not release queue slot'))

@@ -43,5 +43,5 @@ export const paySchema = {
   security,
   headers: IdempotencyHeaders,
   body: SeatBody,
-  response: { 200: Type.Ref('Payment'), ...errorResponses(400, 401, 402, 403, 404, 409, 415, 422, 503) },
+  response: { 200: Type.Ref('Payment'), ...errorResponses(400, 401, 402, 403, 404, 409, 415, 422, 429, 503) },
 }

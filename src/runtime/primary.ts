@@ -1,25 +1,11 @@
 import cluster, { type Worker } from 'node:cluster'
 import { randomBytes } from 'node:crypto'
 import pino from 'pino'
+import { AggregatorRegistry } from 'prom-client'
 import { configToEnv, type Config } from '../config.js'
 import { prepareDatabase } from '../db/prepare.js'
 import { discoverServices } from './services.js'
 import type { PrimaryMessage, WorkerMessage } from './worker.js'
-
-const ROUTES = [
-  'GET   /point/:userId',
-  'PATCH /point',
-  'GET   /concert/:concertId',
-  'GET   /concerts/:concertId',
-  'POST  /concert/wait',
-  'GET   /concert/wait',
-  'GET   /concert/reservation/days/:concertId',
-  'GET   /concert/seats/:concertDetailId',
-  'PATCH /concert/seat',
-  'POST  /concert/reservation/days',
-  'GET   /health',
-  'GET   /docs',
-]
 
 /**
  * The cluster primary supervises and nothing else: it finds MySQL and Redis, prepares the
@@ -57,17 +43,30 @@ export async function runPrimary(config: Config): Promise<void> {
   let announced = false
   const listening = new Set<number>()
   const recentDeaths: number[] = []
+  // GET /metrics reaches one worker, which asks here: prom-client gathers every worker's
+  // registry over IPC and merges them (sums, or the aggregator a metric names).
+  const metrics = new AggregatorRegistry()
 
   const fork = (): Worker => {
     const worker = cluster.fork(env)
     worker.on('message', (message: WorkerMessage) => {
+      if (message?.cmd === 'metrics') {
+        const { id } = message
+        // The asking worker may have died meanwhile.
+        const answer = (reply: PrimaryMessage) => worker.isConnected() && worker.send(reply)
+        void metrics.clusterMetrics().then(
+          (text) => answer({ cmd: 'metrics', id, text }),
+          (error: Error) => answer({ cmd: 'metrics', id, error: error.message }),
+        )
+        return
+      }
       if (message?.cmd !== 'listening') return
       listening.add(worker.id)
       if (!announced && listening.size === config.WORKERS) {
         announced = true
         const url = `http://${config.HOST === '0.0.0.0' ? '127.0.0.1' : config.HOST}:${config.PORT}`
         log.info({ url, workers: config.WORKERS, pids: Object.values(cluster.workers ?? {}).map((w) => w?.process.pid) }, 'seatrush is serving')
-        process.stdout.write(`\nseatrush: ${config.WORKERS} workers on ${url}\n${ROUTES.map((r) => `  ${r}`).join('\n')}\nOpenAPI: ${url}/docs\n\n`)
+        process.stdout.write(`\nseatrush: ${config.WORKERS} workers on ${url}\n${message.routes.map((route) => `  ${route}`).join('\n')}\nOpenAPI: ${url}/docs\n\n`)
       }
     })
     return worker

@@ -1,16 +1,45 @@
 import closeWithGrace from 'close-with-grace'
+import { AggregatorRegistry } from 'prom-client'
 import type { Config } from '../config.js'
 import { buildApp } from '../app.js'
 
-export type WorkerMessage = { cmd: 'listening'; address: string }
-export type PrimaryMessage = { cmd: 'shutdown' }
+export type WorkerMessage = { cmd: 'listening'; address: string; routes: readonly string[] } | { cmd: 'metrics'; id: number }
+export type PrimaryMessage =
+  | { cmd: 'shutdown' }
+  | { cmd: 'metrics'; id: number; text: string }
+  | { cmd: 'metrics'; id: number; error: string }
+
+const pendingMetrics = new Map<number, { resolve: (text: string) => void; reject: (error: Error) => void }>()
+let nextMetricsId = 0
+
+/** Every worker's metrics merged, as Prometheus text: a worker asks the primary, which gathers them. */
+function clusterMetrics(): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const id = nextMetricsId++
+    pendingMetrics.set(id, { resolve, reject })
+    process.send!({ cmd: 'metrics', id } satisfies WorkerMessage)
+  })
+}
+
+function settleMetrics(message: PrimaryMessage): void {
+  if (message?.cmd !== 'metrics') return
+  const pending = pendingMetrics.get(message.id)
+  pendingMetrics.delete(message.id)
+  if ('text' in message) pending?.resolve(message.text)
+  else pending?.reject(new Error(message.error))
+}
 
 /**
  * One cluster worker: the whole app on the shared port. SIGTERM (or the primary's shutdown
  * message) stops accepting, lets in-flight requests finish, closes the pools and exits 0.
  */
 export async function runWorker(config: Config): Promise<void> {
-  const app = await buildApp(config)
+  // Constructing an AggregatorRegistry makes this process answer the primary's requests for its
+  // metrics (prom-client's cluster IPC); until the app's registry is set below, with none.
+  new AggregatorRegistry()
+  process.on('message', settleMetrics)
+  const app = await buildApp(config, { clusterMetrics })
+  AggregatorRegistry.setRegistries(app.metrics.registry)
   let closing = false
   const { close } = closeWithGrace(
     {
@@ -34,5 +63,5 @@ export async function runWorker(config: Config): Promise<void> {
     void close()
   })
   const address = await app.listen({ port: config.PORT, host: config.HOST })
-  process.send?.({ cmd: 'listening', address } satisfies WorkerMessage)
+  process.send?.({ cmd: 'listening', address, routes: app.served } satisfies WorkerMessage)
 }
