@@ -10,6 +10,7 @@ import db from './plugins/db.js'
 import redis from './plugins/redis.js'
 import pressure from './plugins/pressure.js'
 import idempotency from './plugins/idempotency.js'
+import serializer from './plugins/serializer.js'
 import auth from './plugins/auth.js'
 import metrics from './plugins/metrics.js'
 import rateLimit from './plugins/rate-limit.js'
@@ -79,6 +80,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   await app.register(redis)
   await app.register(pressure)
   await app.register(idempotency)
+  await app.register(serializer)
   await app.register(queue)
   await app.register(auth)
   // After the queue it gauges, before the routes it times and limits.

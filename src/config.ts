@@ -60,7 +60,10 @@ export const ConfigSchema = Type.Object({
     default: 'auto',
     description: 'Where large seat maps are built and serialized: event loop, piscina pool, or by size',
   }),
-  SERIALIZER_THRESHOLD_SEATS: Int(2000, 0, 10_000_000, 'auto: seat maps at least this large go to the pool'),
+  // bench/serializer.ts on 2 cores with WORKERS=2: the pool never served more seat maps per second
+  // than the event loop (worker/inline 0.5-0.98 from 50 to 20000 seats), so auto stays inline for
+  // every hall the seed allows. Fewer workers than cores and huge halls may want ~20000.
+  SERIALIZER_THRESHOLD_SEATS: Int(100_000, 0, 10_000_000, 'auto: seat maps at least this large go to the pool'),
   SERIALIZER_THREADS: Int(2, 1, 64, 'piscina threads per worker process'),
 
   SHED_LOAD: Bool(true, 'Answer 503 + Retry-After under pressure instead of queueing work'),

@@ -1,8 +1,9 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { Static } from '@sinclair/typebox'
 import { AppError } from '../plugins/errors.js'
-import { createConcertRepository } from './repository.js'
+import { createConcertRepository, type SeatView as Seat } from './repository.js'
 import { createTtlCache } from './ttl-cache.js'
-import { Concert, ConcertOption, SeatView, bookableDaysSchema, concertSchema, optionsSchema, seatsSchema } from './schemas.js'
+import { Concert, ConcertOption, DetailParams, SeatView, bookableDaysSchema, concertSchema, optionsSchema, seatsSchema } from './schemas.js'
 
 const concertRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.addSchema(Concert)
@@ -14,6 +15,8 @@ const concertRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const cachedOptions = createTtlCache<number, Awaited<ReturnType<typeof concerts.options>>>(app.config.CONCERT_CACHE_MS)
 
   const notFound = (concertId: number) => new AppError(404, 'CONCERT_NOT_FOUND', `Concert ${concertId} not found`)
+  const detailNotFound = (concertDetailId: number) =>
+    new AppError(404, 'CONCERT_DETAIL_NOT_FOUND', `Concert detail ${concertDetailId} not found`)
 
   app.get('/concert/:concertId', { schema: concertSchema }, async (request) => {
     const { concertId } = request.params
@@ -38,10 +41,18 @@ const concertRoutes: FastifyPluginAsyncTypebox = async (app) => {
     return options.filter((option) => option.availableSeats > 0 && Date.parse(option.date) > now)
   })
 
-  app.get('/concert/seats/:concertDetailId', { schema: seatsSchema, preHandler: app.requireActive }, async (request) => {
+  // The reply may be the pool's JSON bytes, sent as they are, so the schema's reply type is widened.
+  type SeatMapRoute = { Params: Static<typeof DetailParams>; Reply: Seat[] | Buffer }
+  app.get<SeatMapRoute>('/concert/seats/:concertDetailId', { schema: seatsSchema, preHandler: app.requireActive }, async (request, reply) => {
     const { concertDetailId } = request.params
+    if ((await app.serializer.seatMapBuilder(concertDetailId)) === 'worker') {
+      // Already serialized with this route's response schema, off the event loop (SERIALIZER).
+      const json = await app.serializer.seatMapJson(concertDetailId)
+      if (!json) throw detailNotFound(concertDetailId)
+      return reply.type('application/json; charset=utf-8').send(json)
+    }
     const seats = await concerts.seats(concertDetailId)
-    if (!seats) throw new AppError(404, 'CONCERT_DETAIL_NOT_FOUND', `Concert detail ${concertDetailId} not found`)
+    if (!seats) throw detailNotFound(concertDetailId)
     return seats
   })
 }

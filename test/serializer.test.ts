@@ -1,0 +1,129 @@
+import t from 'tap'
+import { once } from 'node:events'
+import { sql, type Kysely } from 'kysely'
+import type { FastifyInstance } from 'fastify'
+import { buildApp } from '../src/app.js'
+import { parseMysqlUrl } from '../src/db/connection.js'
+import { SEED_CONCERT_ID, addSeats } from '../src/db/seed.js'
+import type { Database } from '../src/db/schema.js'
+import { OPEN_QUEUE, activeToken, bearer, buildTestApp, listen, prepareTestData, testConfig } from './helper.js'
+
+/** A new dated option of the seeded concert with `seats` seats; answers its id. */
+async function addHall(db: Kysely<Database>, seats: number): Promise<number> {
+  const { insertId } = await db
+    .insertInto('concert_details')
+    .values({ concert_id: SEED_CONCERT_ID, starts_at: new Date(Date.now() + 90 * 86_400_000), price: 50_000, total_seats: 0 })
+    .executeTakeFirstOrThrow()
+  const concertDetailId = Number(insertId)
+  await addSeats(db, concertDetailId, seats)
+  return concertDetailId
+}
+
+const seatMap = (app: FastifyInstance, concertDetailId: number, token: string) =>
+  app.inject({ method: 'GET', url: `/concert/seats/${concertDetailId}`, headers: bearer(token) })
+
+/** Tasks the app's pool has finished: one per seat map built off the event loop (plus its start-up check). */
+const pooled = (app: FastifyInstance) => app.serializer.pool?.completed ?? 0
+
+t.test('inline and worker answer byte-identical seat maps, holds and sales included', async (t) => {
+  const config = testConfig(OPEN_QUEUE)
+  const db = await prepareTestData(t, config)
+  const largeHall = await addHall(db, 6000)
+  const smallHall = await addHall(db, 30)
+  const inline = await buildApp({ ...config, SERIALIZER: 'inline' }, { logger: false })
+  t.teardown(() => inline.close())
+  const worker = await buildApp({ ...config, SERIALIZER: 'worker' }, { logger: false })
+  t.teardown(() => worker.close())
+  t.equal(inline.serializer.pool, undefined, 'inline starts no threads')
+
+  const userId = 5
+  const token = await activeToken(await listen(inline), userId)
+  const hold = await inline.inject({
+    method: 'PATCH',
+    url: '/concert/seat',
+    headers: bearer(token),
+    payload: { userId, concertDetailId: largeHall, seatNo: 4321 },
+  })
+  t.equal(hold.statusCode, 200, 'a seat of the large hall is held')
+  await db.updateTable('seats').set({ status: 'SOLD', user_id: 7 }).where('concert_detail_id', '=', largeHall).where('seat_no', '=', 10).execute()
+  await db
+    .updateTable('seats')
+    .set({ status: 'HELD', user_id: 8, held_until: sql<Date>`NOW(3) - INTERVAL 1 SECOND` })
+    .where('concert_detail_id', '=', smallHall)
+    .where('seat_no', '=', 3)
+    .execute()
+
+  for (const [hall, seats] of [
+    [largeHall, 6000],
+    [smallHall, 30],
+  ] as const) {
+    const before = pooled(worker)
+    const [fromEventLoop, fromPool] = await Promise.all([seatMap(inline, hall, token), seatMap(worker, hall, token)])
+    t.equal(pooled(worker), before + 1, `${seats} seats: the worker app built it in the pool`)
+    t.equal(fromPool.statusCode, 200)
+    t.equal(fromPool.headers['content-type'], fromEventLoop.headers['content-type'], `${seats} seats: same content type`)
+    t.ok(fromPool.rawPayload.equals(fromEventLoop.rawPayload), `${seats} seats: same bytes (${fromPool.rawPayload.length})`)
+    t.equal(fromPool.json().length, seats)
+  }
+
+  const large = (await seatMap(worker, largeHall, token)).json()
+  t.same(large[4320], { seatNo: 4321, status: 'HELD' }, 'a live hold shows as held from the pool')
+  t.same(large[9], { seatNo: 10, status: 'SOLD' })
+  t.same(large[0], { seatNo: 1, status: 'AVAILABLE' })
+  const small = (await seatMap(worker, smallHall, token)).json()
+  t.same(small[2], { seatNo: 3, status: 'AVAILABLE' }, 'an expired hold shows as free from the pool')
+
+  for (const app of [inline, worker]) {
+    const missing = await seatMap(app, 999_999, token)
+    t.equal(missing.statusCode, 404)
+    t.equal(missing.json().code, 'CONCERT_DETAIL_NOT_FOUND', `${app.config.SERIALIZER}: unknown option`)
+  }
+})
+
+t.test('auto builds seat maps of SERIALIZER_THRESHOLD_SEATS seats or more in the pool, smaller ones inline', async (t) => {
+  const { app, db } = await buildTestApp(t, { ...OPEN_QUEUE, SERIALIZER: 'auto', SERIALIZER_THRESHOLD_SEATS: 1000 })
+  const atThreshold = await addHall(db, 1000)
+  const justBelow = await addHall(db, 999)
+  const token = await activeToken(await listen(app), 9)
+
+  const builtInPool = async (concertDetailId: number) => {
+    const before = pooled(app)
+    const response = await seatMap(app, concertDetailId, token)
+    t.equal(response.statusCode, 200)
+    return pooled(app) - before === 1
+  }
+  t.equal(await builtInPool(1), false, 'the seeded 50 seats: event loop')
+  t.equal(await builtInPool(justBelow), false, '999 seats: event loop')
+  t.equal(app.serializer.pool, undefined, 'no threads started while no map needed them')
+  t.equal(await builtInPool(atThreshold), true, '1000 seats: pool')
+  t.equal(await builtInPool(justBelow), false, '999 seats: still the event loop once the pool runs')
+  t.equal(await builtInPool(atThreshold), true, 'the cached size decides the same way again')
+})
+
+t.test('closing the app stops the pool threads and their MySQL connections', { timeout: 60_000 }, async (t) => {
+  const { app, db, config } = await buildTestApp(t, { ...OPEN_QUEUE, SERIALIZER: 'worker', SERIALIZER_THREADS: 2 })
+  const { database } = parseMysqlUrl(config.MYSQL_URL)
+  const connections = async () => {
+    const { rows } = await sql<{ n: number }>`SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE DB = ${database}`.execute(db)
+    return Number(rows[0]?.n)
+  }
+  const token = await activeToken(await listen(app), 12)
+  const threads = app.serializer.pool!.threads
+  t.equal(threads.length, 2, 'SERIALIZER_THREADS threads')
+  // Enough concurrent maps that every thread opens its connections.
+  const answers = await Promise.all(Array.from({ length: 8 }, () => seatMap(app, 1, token)))
+  t.ok(answers.every((answer) => answer.statusCode === 200))
+  const whileOpen = await connections()
+
+  const exits = threads.map((thread) => once(thread, 'exit'))
+  await app.close()
+  await Promise.all(exits)
+  t.pass('every thread exited')
+  let afterClose = await connections()
+  for (let waited = 0; afterClose > 1 && waited < 2000; waited += 50) {
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    afterClose = await connections()
+  }
+  t.ok(whileOpen > afterClose, `connections to the database: ${whileOpen} while serving`)
+  t.equal(afterClose, 1, 'only the test\'s own connection is left')
+})
