@@ -70,6 +70,7 @@ export const ConfigSchema = Type.Object({
   MAX_EVENT_LOOP_DELAY_MS: Int(200, 0, 60_000, 'Shed above this event-loop delay (0 = off)'),
   MAX_EVENT_LOOP_UTILIZATION: Type.Number({ default: 0.98, minimum: 0, maximum: 1, description: 'Shed above this ELU (0 = off)' }),
   MAX_HEAP_USED_MB: Int(512, 0, 65_536, 'Shed above this heap use per worker (0 = off)'),
+  MYSQL_QUEUE_LIMIT: Int(64, 0, 100_000, 'Shed once this many requests per worker wait for a MySQL connection (0 = off)'),
   RETRY_AFTER_S: Int(1, 1, 3600, 'Retry-After sent with a shed 503'),
   RATE_LIMIT_WAIT_PER_MIN: Int(120, 0, 1_000_000, 'POST /concert/wait calls per user per minute, across all workers and hosts (0 = off)'),
   RATE_LIMIT_PAY_PER_MIN: Int(30, 0, 1_000_000, 'Payment calls per user per minute, across all workers and hosts (0 = off)'),

@@ -45,10 +45,12 @@ export async function dropDatabase(url: string): Promise<void> {
 }
 
 /** A mysql2 pool whose sessions run in UTC. */
-export function createMysqlPool(url: string, connectionLimit: number): Pool {
+export function createMysqlPool(url: string, connectionLimit: number, queueLimit = 0): Pool {
   const pool = createPool({
     uri: url,
     connectionLimit,
+    // 0 queues without bound; otherwise a request finding the queue full fails at once (isPoolSaturated).
+    queueLimit,
     maxIdle: connectionLimit,
     enableKeepAlive: true,
     connectTimeout: 5000,
@@ -64,6 +66,11 @@ export function createMysqlPool(url: string, connectionLimit: number): Pool {
 
 export function createDb(url: string, connectionLimit: number, pool: Pool = createMysqlPool(url, connectionLimit)): Kysely<Database> {
   return new Kysely<Database>({ dialect: new MysqlDialect({ pool }) })
+}
+
+/** The error mysql2 fails a query with when the pool's wait queue is full. */
+export function isPoolSaturated(error: unknown): boolean {
+  return error instanceof Error && error.message === 'Queue limit reached.'
 }
 
 export interface PoolUsage {

@@ -14,8 +14,12 @@ declare module 'fastify' {
 
 export default fp(
   async function db(app) {
-    const pool = createMysqlPool(app.config.MYSQL_URL, app.config.MYSQL_POOL_SIZE)
-    const db = createDb(app.config.MYSQL_URL, app.config.MYSQL_POOL_SIZE, pool)
+    const { config } = app
+    // Shedding includes the database: past MYSQL_QUEUE_LIMIT waiting requests, a worker answers
+    // 503 at once instead of letting every request wait behind a queue it cannot drain in time.
+    const queueLimit = config.SHED_LOAD ? config.MYSQL_QUEUE_LIMIT : 0
+    const pool = createMysqlPool(config.MYSQL_URL, config.MYSQL_POOL_SIZE, queueLimit)
+    const db = createDb(config.MYSQL_URL, config.MYSQL_POOL_SIZE, pool)
     app.decorate('db', db)
     app.decorate('dbPool', pool)
     app.addHook('onClose', async () => {

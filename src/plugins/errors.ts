@@ -2,6 +2,7 @@ import fp from 'fastify-plugin'
 import { STATUS_CODES } from 'node:http'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from '@sinclair/typebox'
+import { isPoolSaturated } from '../db/connection.js'
 
 /** The one shape every failure is answered with. */
 export const ErrorResponse = Type.Object(
@@ -100,6 +101,10 @@ export default fp(
         return reply.code(status).send(body(status, code, fastifyError.message))
       }
       if (status === 503 && fastifyError.code === 'FST_UNDER_PRESSURE') {
+        return reply.code(503).send(body(503, 'SERVICE_OVERLOADED', 'Service is under pressure, retry shortly'))
+      }
+      if (isPoolSaturated(error)) {
+        reply.header('retry-after', String(request.server.config?.RETRY_AFTER_S ?? 1))
         return reply.code(503).send(body(503, 'SERVICE_OVERLOADED', 'Service is under pressure, retry shortly'))
       }
       if (isDependencyUnavailable(error)) {

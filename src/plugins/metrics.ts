@@ -3,7 +3,7 @@ import type { FastifyError } from 'fastify'
 import { Type } from '@sinclair/typebox'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import { AppError } from './errors.js'
-import { poolUsage } from '../db/connection.js'
+import { isPoolSaturated, poolUsage } from '../db/connection.js'
 import { errorResponses } from '../shared/schemas.js'
 
 export interface AppMetrics {
@@ -44,7 +44,7 @@ export default fp<MetricsOptions>(
     })
     const pressureRejections = new Counter({
       name: 'seatrush_pressure_rejections_total',
-      help: 'Requests shed with 503 because the worker was under pressure',
+      help: 'Requests shed with 503 because the worker was under pressure or too many waited for MySQL',
       registers,
     })
     const admissions = new Counter({
@@ -95,7 +95,7 @@ export default fp<MetricsOptions>(
       requestDuration.observe(labels, reply.elapsedTime / 1000)
     })
     app.addHook('onError', async (_request, _reply, error) => {
-      if ((error as FastifyError).code === 'FST_UNDER_PRESSURE') pressureRejections.inc()
+      if ((error as FastifyError).code === 'FST_UNDER_PRESSURE' || isPoolSaturated(error)) pressureRejections.inc()
     })
 
     const schema = {

@@ -3,7 +3,8 @@ import underPressure from '@fastify/under-pressure'
 import { sql } from 'kysely'
 
 /**
- * Sheds load with a fast 503 + Retry-After when the event loop lags or the heap fills, so a
+ * Sheds load with a fast 503 + Retry-After when the event loop lags, is busy nearly all the time
+ * or the heap fills (and, in the db plugin, when too many requests wait for MySQL), so a
  * saturated worker answers "later" instead of queueing work until it dies. SHED_LOAD=false keeps
  * the health route but never sheds (the lab's "no protection" run).
  */
@@ -23,6 +24,10 @@ export default fp(
       maxEventLoopDelay: shed ? config.MAX_EVENT_LOOP_DELAY_MS : 0,
       maxEventLoopUtilization: shed ? config.MAX_EVENT_LOOP_UTILIZATION : 0,
       maxHeapUsedBytes: shed ? config.MAX_HEAP_USED_MB * 1024 * 1024 : 0,
+      // Utilization of the last sample, not the average since start-up: a worker saturated now
+      // must shed now, however idle it was an hour ago.
+      eventLoopUtilizationMode: 'interval',
+      sampleInterval: 500,
       retryAfter: config.RETRY_AFTER_S,
       // Checked live on GET /health only; a dependency outage fails the calls that need it (503).
       healthCheck: checkDependencies,
