@@ -1,0 +1,112 @@
+import type { Context, HttpRequest, RequestStep } from './autocannon.js'
+import { randomInt, randomUser, type Fixture, type Hold } from './fixture.js'
+
+export interface Endpoint {
+  /** Method and path as the API documents it. */
+  name: string
+  /** Tells apart two loads of one endpoint ("large hall"). */
+  variant?: string
+  /** Statuses that are the right answer under this load (a seat someone else took), not failures. */
+  expected: number[]
+  /** A hot cached read: also compared with the hello-world ceiling. */
+  hot?: boolean
+  /** Paying releases the payer's queue slot: users must be admitted again after this endpoint. */
+  releasesSlots?: boolean
+  /** The request step; `holds` collects the holds the hold step won, which the payment step pays. */
+  step: (fixture: Fixture, holds: Hold[]) => RequestStep
+  /** When set, the run sends exactly this many requests instead of running for a duration. */
+  requestCount?: (fixture: Fixture, holds: Hold[]) => number | undefined
+}
+
+export const endpointTitle = (endpoint: Pick<Endpoint, 'name' | 'variant'>) =>
+  endpoint.variant ? `${endpoint.name} (${endpoint.variant})` : endpoint.name
+
+const bearer = (fixture: Fixture, userId: number) => ({ authorization: `Bearer ${fixture.tokens[userId]}` })
+
+const get = (path: string, headers?: Record<string, string>): HttpRequest => ({ method: 'GET', path, headers })
+
+const randomDetail = (fixture: Fixture) => fixture.concertDetailIds[randomInt(fixture.concertDetailIds.length) - 1]!
+
+function seatRequest(method: 'PATCH' | 'POST', path: string, fixture: Fixture, hold: Hold): HttpRequest {
+  return { method, path, headers: bearer(fixture, hold.userId), json: hold }
+}
+
+/** A hall seat for a random user: what holds and payments fall back to once the planned ones are used. */
+const randomHold = (fixture: Fixture): Hold => ({
+  userId: randomUser(fixture),
+  concertDetailId: fixture.hall.concertDetailId,
+  seatNo: randomInt(fixture.hall.seats),
+})
+
+/** Steps the lab's workloads are built from. */
+export const steps = {
+  concert: (fixture: Fixture): RequestStep => ({ next: () => get(`/concert/${fixture.concertId}`) }),
+  options: (fixture: Fixture): RequestStep => ({ next: () => get(`/concerts/${fixture.concertId}`) }),
+  point: (fixture: Fixture): RequestStep => ({ next: () => get(`/point/${randomUser(fixture)}`) }),
+  charge: (fixture: Fixture): RequestStep => ({ next: () => ({ method: 'PATCH', path: '/point', json: { userId: randomUser(fixture), charge: 1000 } }) }),
+  join: (fixture: Fixture): RequestStep => ({ next: () => ({ method: 'POST', path: '/concert/wait', json: { userId: randomUser(fixture) } }) }),
+  seatMap: (fixture: Fixture): RequestStep => ({ next: () => get(`/concert/seats/${randomDetail(fixture)}`, bearer(fixture, randomUser(fixture))) }),
+  hallSeatMap: (fixture: Fixture): RequestStep => ({
+    next: () => get(`/concert/seats/${fixture.hall.concertDetailId}`, bearer(fixture, randomUser(fixture))),
+  }),
+}
+
+/** Every endpoint of the API, each with requests that carry random real ids and real tokens. */
+export const endpoints: Endpoint[] = [
+  { name: 'GET /point/:userId', expected: [], step: steps.point },
+  { name: 'PATCH /point', expected: [], step: steps.charge },
+  { name: 'GET /concert/:concertId', expected: [], hot: true, step: steps.concert },
+  { name: 'GET /concerts/:concertId', expected: [], hot: true, step: steps.options },
+  { name: 'POST /concert/wait', expected: [], step: steps.join },
+  {
+    name: 'GET /concert/wait',
+   
+    expected: [],
+    step: (fixture) => ({ next: () => get('/concert/wait', bearer(fixture, randomUser(fixture))) }),
+  },
+  {
+    name: 'GET /concert/reservation/days/:concertId',
+   
+    expected: [],
+    step: (fixture) => ({ next: () => get(`/concert/reservation/days/${fixture.concertId}`, bearer(fixture, randomUser(fixture))) }),
+  },
+  { name: 'GET /concert/seats/:concertDetailId', expected: [], step: steps.seatMap },
+  { name: 'GET /concert/seats/:concertDetailId', variant: 'large hall', expected: [], step: steps.hallSeatMap },
+  {
+    name: 'PATCH /concert/seat',
+   
+    // Holds go to free hall seats; once those run out (a hall too small for the run), to taken ones.
+    expected: [409],
+    step: (fixture, holds) => ({
+      next: (context: Context) => {
+        // Users who hold nothing yet go first, so each hold recorded for payment has its own payer.
+        const firstHoldOf = fixture.usersWithoutHold.pop()
+        const seat = fixture.freeSeats.pop()
+        const hold = seat ? { userId: firstHoldOf ?? randomUser(fixture), concertDetailId: seat[0], seatNo: seat[1] } : randomHold(fixture)
+        context.hold = hold
+        context.payable = firstHoldOf !== undefined
+        return seatRequest('PATCH', '/concert/seat', fixture, hold)
+      },
+      onResponse: (status, _body, context) => {
+        if (status === 200 && context.payable) holds.push(context.hold as Hold)
+      },
+    }),
+  },
+  {
+    name: 'POST /concert/reservation/days',
+   
+    // Paying gives up the payer's slot, so each user pays once: exactly one payment per recorded
+    // hold. Without recorded holds (the hold endpoint was not run) payments are refused: 409.
+    expected: [409],
+    releasesSlots: true,
+    step: (fixture, holds) => ({ next: () => seatRequest('POST', '/concert/reservation/days', fixture, holds.pop() ?? randomHold(fixture)) }),
+    requestCount: (_fixture, holds) => holds.length || undefined,
+  },
+]
+
+/** The endpoints named (by title), in the order above, which runs the hold step before payment. */
+export function findEndpoints(titles: string[]): Endpoint[] {
+  const unknown = titles.filter((title) => !endpoints.some((endpoint) => endpointTitle(endpoint) === title))
+  if (unknown.length) throw new Error(`Unknown endpoint "${unknown[0]}"; known: ${endpoints.map(endpointTitle).join(', ')}`)
+  return titles.length ? endpoints.filter((endpoint) => titles.includes(endpointTitle(endpoint))) : endpoints
+}

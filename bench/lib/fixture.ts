@@ -1,0 +1,145 @@
+import { Redis } from 'ioredis'
+import type { Config } from '../../src/config.js'
+import { createDb, dropDatabase } from '../../src/db/connection.js'
+import { prepareDatabase } from '../../src/db/prepare.js'
+import { SEED_CONCERT_ID, addSeats } from '../../src/db/seed.js'
+import { keyTag } from '../../src/plugins/redis.js'
+import type { HttpRequest } from './autocannon.js'
+
+export interface Hold {
+  userId: number
+  concertDetailId: number
+  seatNo: number
+}
+
+/** The large hall: one dated option of a second concert with thousands of seats (a CPU-heavy seat map). */
+export const HALL_CONCERT_ID = 2
+
+/** What the generated requests draw their ids from: real users, real tokens, real seats. */
+export interface Fixture {
+  users: number
+  /** tokens[userId]: that user's queue token, filled in by `admitAll`. */
+  tokens: string[]
+  concertId: number
+  concertDetailIds: number[]
+  seatsPerDetail: number
+  hall: { concertDetailId: number; seats: number }
+  /** Hall seats nobody has tried to hold yet, in random order; once used up, holds pick at random. */
+  freeSeats: Array<[concertDetailId: number, seatNo: number]>
+  /** Users who hold nothing yet, in random order: each pays once, as in a real rush. */
+  usersWithoutHold: number[]
+}
+
+export const randomInt = (max: number) => 1 + Math.floor(Math.random() * max)
+export const randomUser = (fixture: Fixture) => randomInt(fixture.users)
+
+function shuffle<T>(items: T[]): T[] {
+  for (let i = items.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1))
+    ;[items[i], items[j]] = [items[j]!, items[i]!]
+  }
+  return items
+}
+
+const numbers = (count: number) => Array.from({ length: count }, (_, i) => i + 1)
+
+/**
+ * A fresh lab: the database dropped, migrated and seeded again, the large hall added, and no
+ * Redis keys under the lab's prefix. Answers the ids the requests draw from (tokens come later).
+ */
+export async function resetLab(config: Config, hallSeats: number): Promise<Fixture> {
+  await dropDatabase(config.MYSQL_URL)
+  await prepareDatabase(config)
+  const redis = new Redis(config.REDIS_URL)
+  try {
+    const stream = redis.scanStream({ match: `${keyTag(config.REDIS_KEY_PREFIX)}*`, count: 1000 })
+    for await (const keys of stream as AsyncIterable<string[]>) if (keys.length) await redis.del(...keys)
+  } finally {
+    redis.disconnect()
+  }
+
+  const db = createDb(config.MYSQL_URL, 1)
+  try {
+    await db.insertInto('concerts').values({ id: HALL_CONCERT_ID, title: 'Seatrush Arena', artist: 'The Queue', venue: 'Large Hall' }).execute()
+    const { insertId } = await db
+      .insertInto('concert_details')
+      .values({ concert_id: HALL_CONCERT_ID, starts_at: new Date(Date.now() + 60 * 86_400_000), price: config.SEAT_PRICE, total_seats: 0 })
+      .executeTakeFirstOrThrow()
+    const hallDetailId = Number(insertId)
+    await addSeats(db, hallDetailId, hallSeats)
+    const details = await db.selectFrom('concert_details').select('id').where('concert_id', '=', SEED_CONCERT_ID).orderBy('id').execute()
+    return {
+      users: config.SEED_USERS,
+      tokens: [],
+      concertId: SEED_CONCERT_ID,
+      concertDetailIds: details.map((detail) => detail.id),
+      seatsPerDetail: config.SEATS_PER_DETAIL,
+      hall: { concertDetailId: hallDetailId, seats: hallSeats },
+      freeSeats: shuffle(numbers(hallSeats).map((seatNo): [number, number] => [hallDetailId, seatNo])),
+      usersWithoutHold: shuffle(numbers(config.SEED_USERS)),
+    }
+  } finally {
+    await db.destroy()
+  }
+}
+
+export interface Answer {
+  status: number
+  body: any
+}
+
+export async function send(url: string, request: HttpRequest): Promise<Answer> {
+  const headers: Record<string, string> = { ...request.headers }
+  if (request.json !== undefined) headers['content-type'] = 'application/json'
+  const response = await fetch(`${url}${request.path}`, {
+    method: request.method,
+    headers,
+    body: request.json === undefined ? undefined : JSON.stringify(request.json),
+  })
+  const text = await response.text()
+  try {
+    return { status: response.status, body: JSON.parse(text) }
+  } catch {
+    return { status: response.status, body: text }
+  }
+}
+
+async function eachLimited<T>(items: T[], limit: number, work: (item: T) => Promise<void>) {
+  let next = 0
+  await Promise.all(Array.from({ length: limit }, async () => {
+    while (next < items.length) await work(items[next++]!)
+  }))
+}
+
+/**
+ * Queues every user and waits until the queue has admitted them all, so protected calls can be
+ * measured with real tokens. The server must run with MAX_ACTIVE and ADMIT_BATCH >= the users.
+ * A shedding server's 503s are waited out (a fresh worker may shed while it warms up).
+ */
+export async function admitAll(url: string, fixture: Fixture, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  const patiently = async (request: HttpRequest): Promise<Answer> => {
+    for (;;) {
+      const answer = await send(url, request)
+      if (answer.status !== 503 || Date.now() > deadline) return answer
+      await new Promise((resolve) => setTimeout(resolve, 250))
+    }
+  }
+  let waiting: number[] = []
+  await eachLimited(numbers(fixture.users), 32, async (userId) => {
+    const { status, body } = await patiently({ method: 'POST', path: '/concert/wait', json: { userId } })
+    if (status !== 200) throw new Error(`POST /concert/wait for user ${userId} answered ${status}: ${JSON.stringify(body)}`)
+    fixture.tokens[userId] = body.token
+    if (body.status !== 'ACTIVE') waiting.push(userId)
+  })
+  while (waiting.length) {
+    if (Date.now() > deadline) throw new Error(`${waiting.length} users still not admitted after ${timeoutMs / 1000}s`)
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    const stillWaiting: number[] = []
+    await eachLimited(waiting, 32, async (userId) => {
+      const { body } = await patiently({ method: 'GET', path: '/concert/wait', headers: { authorization: `Bearer ${fixture.tokens[userId]}` } })
+      if (body?.status !== 'ACTIVE') stillWaiting.push(userId)
+    })
+    waiting = stillWaiting
+  }
+}

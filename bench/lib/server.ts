@@ -1,0 +1,309 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { availableParallelism } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { loadConfig, type Config } from '../../src/config.js'
+import { parseMysqlUrl } from '../../src/db/connection.js'
+import { freePort } from '../../src/runtime/services.js'
+import { compiledServers, type Build } from './build.js'
+import { childPids, isAlive, pidsByName } from './proc.js'
+
+const repoRoot = fileURLToPath(new URL('../../', import.meta.url))
+
+/** The servers the lab can start: the real cluster and the two references it is compared with. */
+const entries = {
+  app: 'src/main',
+  hello: 'bench/reference/hello',
+  thin: 'bench/reference/thin',
+} as const
+const heapProbe = 'bench/lib/heap-probe'
+
+let build: Build | undefined
+
+/**
+ * How the servers run: compiled JavaScript by default (as `npm start` runs), or from TypeScript
+ * through tsx when BENCH_RUNTIME=tsx (no build step; every process carries the loader).
+ */
+export function serverRuntime(): { note: string; command: (entry: string, probe: boolean) => string[] } {
+  if (process.env.BENCH_RUNTIME === 'tsx') {
+    return {
+      note: 'TypeScript through tsx (BENCH_RUNTIME=tsx): every process also carries the loader',
+      command: (entry, probe) => ['--import', 'tsx', ...(probe ? ['--import', join(repoRoot, `${heapProbe}.ts`)] : []), join(repoRoot, `${entry}.ts`)],
+    }
+  }
+  build ??= compiledServers()
+  const dir = build.dir
+  return {
+    note: build.note,
+    command: (entry, probe) => [...(probe ? ['--import', join(dir, `${heapProbe}.js`)] : []), join(dir, `${entry}.js`)],
+  }
+}
+
+export type ServerKind = keyof typeof entries
+
+export type Settings = Record<string, string | number | boolean>
+
+/**
+ * The lab's server config: its own database and Redis key prefix (so it never meets the tests'
+ * data), a fixed token secret (tokens survive a restart between runs), quiet logs, and the
+ * given settings on top. MYSQL_URL and REDIS_URL in the environment choose the servers.
+ */
+export function benchConfig(settings: Settings = {}): Config {
+  const { serverUrl } = parseMysqlUrl(process.env.MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/seatrush')
+  return loadConfig({
+    MYSQL_URL: `${serverUrl.replace(/\/$/, '')}/seatrush_bench`,
+    REDIS_URL: process.env.REDIS_URL,
+    REDIS_KEY_PREFIX: 'bench',
+    TOKEN_SECRET: 'seatrush-bench-secret-not-for-production',
+    EMBEDDED_SERVICES: 'never',
+    LOG_LEVEL: 'warn',
+    HOST: '127.0.0.1',
+    ...Object.fromEntries(Object.entries(settings).map(([key, value]) => [key, String(value)])),
+  })
+}
+
+/**
+ * A database and Redis key prefix of the command's own (seatrush_bench_<name>, bench-<name>), so
+ * two lab commands running at once never reset each other's data. Settings for `benchConfig`.
+ */
+function labStore(name: string): Settings {
+  const { serverUrl } = parseMysqlUrl(process.env.MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/seatrush')
+  return { MYSQL_URL: `${serverUrl.replace(/\/$/, '')}/seatrush_bench_${name}`, REDIS_KEY_PREFIX: `bench-${name}` }
+}
+
+/**
+ * The config of a lab command's servers: its own store (`labStore`), every user admitted at once
+ * and for the whole run, balances that never run out, and no per-user rate limits (the lab
+ * reuses a thousand users far faster than people would); `settings` on top.
+ */
+export function labConfig(name: string, users: number, settings: Settings): Config {
+  return benchConfig({
+    ...labStore(name),
+    SEED_USERS: users,
+    SEED_POINTS: 100_000_000,
+    MAX_ACTIVE: users,
+    ADMIT_BATCH: users,
+    ADMIT_INTERVAL_MS: 100,
+    ACTIVE_TTL_MS: 3_600_000,
+    RATE_LIMIT_WAIT_PER_MIN: 0,
+    RATE_LIMIT_PAY_PER_MIN: 0,
+    ...settings,
+  })
+}
+
+/** The settings of `config` that differ from the defaults (the secret left out), for the report. */
+export function changedSettings(config: Config): Settings {
+  const defaults: Record<string, unknown> = loadConfig({})
+  return Object.fromEntries(
+    Object.entries(config).filter(([key, value]) => key !== 'TOKEN_SECRET' && (key === 'WORKERS' || value !== defaults[key])),
+  ) as Settings
+}
+
+export interface Pinning {
+  applied: boolean
+  /** One line for the console and the report. */
+  note: string
+  /** taskset CPU list for the servers; undefined when not pinned. */
+  serverCpus?: string
+  /** How many CPUs the servers may use: the default worker count. */
+  serverCpuCount: number
+  /** The CPUs the servers may use (all this process may use when not pinned); unknown: all. */
+  serverCpuList?: number[]
+}
+
+function affinity(pid: number): number[] {
+  const out = spawnSync('taskset', ['-cp', String(pid)], { encoding: 'utf8' }).stdout ?? ''
+  const list = out.split(':').pop()?.trim() ?? ''
+  return list.split(',').flatMap((part) => {
+    const [first, last] = part.split('-').map(Number)
+    if (first === undefined || Number.isNaN(first)) return []
+    return Array.from({ length: (last ?? first) - first + 1 }, (_, i) => first + i)
+  })
+}
+
+/**
+ * Keeps the load generator (this process) and the servers off each other's CPUs: this process
+ * takes the last CPU it may use, the servers get the rest. MySQL and Redis are left alone.
+ */
+export function pinLoadGenerator(wanted: boolean): Pinning {
+  if (spawnSync('taskset', ['-V']).error) {
+    const all = Array.from({ length: availableParallelism() }, (_, i) => i)
+    return { applied: false, note: 'not applied: taskset not found', serverCpuCount: all.length, serverCpuList: all }
+  }
+  const cpus = affinity(process.pid)
+  if (!wanted) return { applied: false, note: 'not applied: --no-pin', serverCpuCount: cpus.length, serverCpuList: cpus }
+  if (cpus.length < 2) return { applied: false, note: `not applied: only ${cpus.length} CPU`, serverCpuCount: cpus.length, serverCpuList: cpus }
+  const loadCpu = String(cpus.at(-1))
+  const serverCpus = cpus.slice(0, -1).join(',')
+  const result = spawnSync('taskset', ['-a', '-cp', loadCpu, String(process.pid)], { encoding: 'utf8' })
+  if (result.status !== 0) {
+    return { applied: false, note: `not applied: taskset failed: ${result.stderr.trim()}`, serverCpuCount: cpus.length, serverCpuList: cpus }
+  }
+  return {
+    applied: true,
+    note: `applied: load generator on CPU ${loadCpu}, servers on CPU ${serverCpus}; MySQL and Redis unpinned`,
+    serverCpus,
+    serverCpuCount: cpus.length - 1,
+    serverCpuList: cpus.slice(0, -1),
+  }
+}
+
+/** The CPUs the measured servers may run on. */
+export const serverCpuList = (pinning: Pinning): number[] => pinning.serverCpuList ?? Array.from({ length: availableParallelism() }, (_, i) => i)
+
+export interface RunningServer {
+  kind: ServerKind
+  url: string
+  primaryPid: number
+  /** The workers now: a dead worker's replacement shows up here after `findWorkers`. */
+  workerPids: number[]
+  /** Workers the primary reported dead so far ("worker died; replacing it"). */
+  deaths: () => number
+  findWorkers: () => number[]
+  /** The last lines the server printed, for error messages. */
+  logTail: () => string
+  stop: () => Promise<void>
+}
+
+export interface StartOptions {
+  pinning: Pinning
+  /** Folder for the heap probe's files; heap use is only measured when set. */
+  probeDir?: string
+  readyTimeoutMs?: number
+}
+
+const running = new Set<RunningServer>()
+
+function killNow(server: RunningServer) {
+  for (const pid of [server.primaryPid, ...server.workerPids]) {
+    if (isAlive(pid)) process.kill(pid, 'SIGKILL')
+  }
+}
+
+let cleanupInstalled = false
+function installCleanup() {
+  if (cleanupInstalled) return
+  cleanupInstalled = true
+  // Whatever ends the lab, no server it started outlives it.
+  process.on('exit', () => running.forEach(killNow))
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      process.stderr.write(`\n${signal}: stopping the servers this run started\n`)
+      void stopAll().finally(() => process.exit(130))
+    })
+  }
+}
+
+export async function stopAll(): Promise<void> {
+  await Promise.all([...running].map((server) => server.stop()))
+}
+
+// The app announces itself with a banner ("seatrush: 2 workers on http://...") or, at info level,
+// a JSON line; the references print a JSON line "<name> is serving".
+function isReadyLine(line: string): boolean {
+  if (/^seatrush: \d+ workers? on /.test(line)) return true
+  try {
+    return /is serving$/.test((JSON.parse(line) as { msg?: string }).msg ?? '')
+  } catch {
+    return false
+  }
+}
+
+function waitForExit(child: ChildProcess, timeoutMs: number): Promise<boolean> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true)
+  return new Promise((done) => {
+    const timer = setTimeout(() => done(false), timeoutMs)
+    child.once('exit', () => {
+      clearTimeout(timer)
+      done(true)
+    })
+  })
+}
+
+// The app's primary logs this (pino, stdout) and the references' primary prints "worker ... died".
+const isDeathLine = (line: string) => /worker died; replacing it|: worker \d+ died/.test(line)
+
+/** Node children of the primary (tsx may add an esbuild helper beside them). */
+function workersOf(primaryPid: number): number[] {
+  const nodes = new Set(pidsByName(/^node/))
+  return childPids(primaryPid).filter((pid) => nodes.has(pid))
+}
+
+/**
+ * Starts a server as its own cluster (pinned to the server CPUs when pinning applies) on a free
+ * port with the given config (or the same as env variables), and resolves once every worker listens.
+ */
+export async function startServer(kind: ServerKind, config: Config | Record<string, string>, options: StartOptions): Promise<RunningServer> {
+  const env = Object.fromEntries(Object.entries(config).filter(([, value]) => value !== undefined).map(([key, value]) => [key, String(value)]))
+  installCleanup()
+  const port = await freePort()
+  const nodeArgs = serverRuntime().command(entries[kind], options.probeDir !== undefined)
+  const command = options.pinning.serverCpus
+    ? ['taskset', '-c', options.pinning.serverCpus, process.execPath, ...nodeArgs]
+    : [process.execPath, ...nodeArgs]
+  const child = spawn(command[0]!, command.slice(1), {
+    cwd: repoRoot,
+    env: { ...process.env, ...env, PORT: String(port), ...(options.probeDir ? { BENCH_PROBE_DIR: options.probeDir } : {}) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+
+  const lines: string[] = []
+  let deaths = 0
+  const remember = (line: string) => {
+    if (isDeathLine(line)) deaths++
+    lines.push(line)
+    if (lines.length > 40) lines.shift()
+  }
+  const server: RunningServer = {
+    kind,
+    url: `http://127.0.0.1:${port}`,
+    primaryPid: child.pid!,
+    workerPids: [],
+    deaths: () => deaths,
+    findWorkers: () => (server.workerPids = workersOf(server.primaryPid)),
+    logTail: () => lines.join('\n'),
+    stop: async () => {
+      if (!running.delete(server)) return
+      child.kill('SIGTERM')
+      if (!(await waitForExit(child, 15_000))) killNow(server)
+      // A worker the primary could not drain in time is stopped here, by its own pid.
+      for (const pid of server.workerPids) if (isAlive(pid)) process.kill(pid, 'SIGKILL')
+    },
+  }
+  running.add(server)
+
+  const ready = new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${kind} server not ready after ${(options.readyTimeoutMs ?? 60_000) / 1000}s`)), options.readyTimeoutMs ?? 60_000)
+    let buffered = ''
+    child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+      buffered += chunk
+      const parts = buffered.split('\n')
+      buffered = parts.pop() ?? ''
+      for (const line of parts) {
+        remember(line)
+        if (deaths >= 3) {
+          clearTimeout(timer)
+          reject(new Error(`${kind} server: workers keep dying at start-up`))
+        }
+        if (isReadyLine(line)) {
+          clearTimeout(timer)
+          resolve()
+        }
+      }
+    })
+    child.stderr!.setEncoding('utf8').on('data', (chunk: string) => chunk.split('\n').filter(Boolean).forEach(remember))
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer)
+      reject(new Error(`${kind} server exited (${signal ?? code}) before it was ready`))
+    })
+  })
+
+  try {
+    await ready
+  } catch (error) {
+    await server.stop()
+    throw new Error(`${(error as Error).message}; its last lines:\n${server.logTail()}`)
+  }
+  server.findWorkers()
+  return server
+}

@@ -1,0 +1,193 @@
+/**
+ * `npm run bench:ramp`: rising concurrency stages, as k6 stages ramp virtual users, once with
+ * load shedding off and once on; at each stage throughput, goodput (2xx within the SLO), p99,
+ * 503s, errors, worker memory and worker deaths. See docs/lab.md for how to read the report.
+ */
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { runLoad, type LoadResult, type RequestStep } from './lib/autocannon.js'
+import { lineChart } from './lib/charts.js'
+import { steps } from './lib/endpoints.js'
+import { admitAll, resetLab, type Fixture } from './lib/fixture.js'
+import { runLab } from './lib/lab.js'
+import { startCpuShare, startMemoryWatch, type CpuShare } from './lib/proc.js'
+import { formatNumber, type Table } from './lib/report.js'
+import { labConfig, serverCpuList, startServer } from './lib/server.js'
+
+export interface RampRow extends LoadResult {
+  case: string
+  shed: boolean
+  /** 503 answers: load shed by the server (or a dependency it could not reach). */
+  shed503: number
+  heapMaxMb: number
+  rssMaxMb: number
+  /** Workers the primary reported dead during this stage (and replaced). */
+  workersDied: number
+  /** CPU% the app's workers used, and how busy their CPUs were altogether (100 = one core). */
+  cpu: CpuShare
+}
+
+interface Case {
+  name: string
+  what: string
+  steps: (fixture: Fixture) => RequestStep[]
+}
+
+const cases: Case[] = [
+  {
+    name: 'browse and queue',
+    what: "the report's scenario 2: GET /concert/1, GET /concerts/1, POST /concert/wait",
+    steps: (fixture) => [steps.concert(fixture), steps.options(fixture), steps.join(fixture)],
+  },
+  {
+    name: 'large hall',
+    what: 'the seat map of the large hall (one option with thousands of seats): CPU-heavy per request',
+    steps: (fixture) => [steps.hallSeatMap(fixture)],
+  },
+]
+
+const shedLabel = (shed: boolean) => (shed ? 'shedding on' : 'shedding off')
+
+await runLab<RampRow>('ramp', async ({ flags, pinning, progress }) => {
+  const quick = flags.quick
+  const stages = flags.connections ?? (quick ? [8, 64, 512] : [4, 16, 64, 128, 256, 512, 1024])
+  const stageS = flags.durationS ?? (quick ? 2 : 10)
+  const warmupS = quick ? 1 : 3
+  const sloMs = flags.sloMs ?? 1000
+  const users = flags.users ?? (quick ? 200 : 1000)
+  const hallSeats = flags.hallSeats ?? 5000
+  const workers = flags.workers ?? pinning.serverCpuCount
+  const config = labConfig('ramp', users, { WORKERS: workers, ...flags.set })
+  progress(`fresh lab database (${users} users, ${hallSeats}-seat hall)`)
+  const fixture = await resetLab(config, hallSeats)
+  const probeDir = mkdtempSync(join(tmpdir(), 'seatrush-ramp-'))
+  const rows: RampRow[] = []
+
+  try {
+    for (const rampCase of cases) {
+      const workload = rampCase.steps(fixture)
+      for (const shed of [false, true]) {
+        const label = `${rampCase.name}, ${shedLabel(shed)}`
+        progress(`${label}: starting ${workers} worker(s)`)
+        const server = await startServer('app', { ...config, SHED_LOAD: shed }, { pinning, probeDir: join(probeDir, `${rampCase.name}-${shed}`) })
+        try {
+          await admitAll(server.url, fixture)
+          progress(`${label}: warming up for ${warmupS} s`)
+          await runLoad({ url: server.url, connections: stages[0]!, durationS: warmupS, steps: workload })
+          for (const connections of stages) {
+            const deathsBefore = server.deaths()
+            const memory = startMemoryWatch(() => server.workerPids, join(probeDir, `${rampCase.name}-${shed}`))
+            const share = startCpuShare(() => server.workerPids, serverCpuList(pinning))
+            const result = await runLoad({ url: server.url, connections, durationS: stageS, steps: workload, sloMs })
+            const cpu = share()
+            const peak = memory()
+            const workersDied = server.deaths() - deathsBefore
+            if (workersDied) server.findWorkers()
+            const row: RampRow = { case: rampCase.name, shed, ...result, shed503: result.statuses['503'] ?? 0, heapMaxMb: peak.heapUsedMb, rssMaxMb: peak.rssMb, workersDied, cpu }
+            rows.push(row)
+            progress(
+              `${label}, ${connections} connections: ${formatNumber(row.rps)} req/s, goodput ${formatNumber(row.goodput)}/s, ` +
+                `p99 ${row.latencyMs.p99} ms, 503s ${row.shed503}, errors ${row.errors}${workersDied ? `, ${workersDied} WORKER(S) DIED` : ''}`,
+            )
+          }
+        } finally {
+          await server.stop()
+        }
+      }
+    }
+  } finally {
+    rmSync(probeDir, { recursive: true, force: true })
+  }
+
+  const table: Table = {
+    headers: ['case', 'shedding', 'connections', 'req/s', `goodput/s (2xx <= ${sloMs} ms)`, 'p99 ms', '503s', 'errors', 'app CPU%', 'CPUs busy %', 'load gen CPU%', 'heap max MB', 'RSS max MB', 'workers died'],
+    rows: rows.map((row) => [
+      row.case,
+      row.shed ? 'on' : 'off',
+      row.connections,
+      row.rps,
+      row.goodput,
+      row.latencyMs.p99,
+      row.shed503,
+      row.errors,
+      row.cpu.used,
+      row.cpu.busy,
+      row.cpu.loadGenerator,
+      row.heapMaxMb,
+      row.rssMaxMb,
+      row.workersDied,
+    ]),
+  }
+
+  const notes: string[] = []
+  for (const rampCase of cases) {
+    for (const shed of [false, true]) {
+      const mine = rows.filter((row) => row.case === rampCase.name && row.shed === shed)
+      const peak = mine.reduce((top, row) => (row.rps > top.rps ? row : top), mine[0]!)
+      const last = mine.at(-1)!
+      const died = mine.reduce((sum, row) => sum + row.workersDied, 0)
+      notes.push(
+        `${rampCase.name}, ${shedLabel(shed)}: throughput peaked at ${formatNumber(peak.rps)} req/s with ${peak.connections} connections; ` +
+          `at ${last.connections} it was ${formatNumber(last.rps)} req/s with goodput ${formatNumber(last.goodput)}/s and p99 ${last.latencyMs.p99} ms` +
+          `${died ? `; ${died} worker(s) died and were replaced` : '; no worker died'}.`,
+      )
+    }
+  }
+  const crowded = rows.filter((row) => row.cpu.busy - row.cpu.used > 20)
+  if (crowded.length) {
+    notes.push(
+      `Other processes (MySQL, Redis${pinning.applied ? '' : ', the load generator'}, anything else on the machine) kept the app's CPUs busy during ${crowded.length} of ${rows.length} stages ` +
+        '(`CPUs busy %` well above `app CPU%`): the app got less CPU than it could have used.',
+    )
+  }
+  if (!quick) notes.push('The machine is shared: other work on it during the run shows up as noise.')
+
+  const charts = cases.flatMap((rampCase, index) => {
+    const mine = rows.filter((row) => row.case === rampCase.name)
+    const slug = index === 0 ? 'browse' : 'hall'
+    return [
+      {
+        name: `${slug}-throughput`,
+        title: `${rampCase.name}: throughput and goodput vs concurrency`,
+        spec: lineChart({
+          title: `${rampCase.name}: req/s and goodput/s vs connections`,
+          rows: mine.flatMap((row) => [
+            { connections: row.connections, shedding: shedLabel(row.shed), measure: 'throughput (all answers)', value: Math.round(row.rps) },
+            { connections: row.connections, shedding: shedLabel(row.shed), measure: `goodput (2xx within ${sloMs} ms)`, value: Math.round(row.goodput) },
+          ]),
+          x: { field: 'connections', title: 'connections (log scale)', log: true },
+          y: { field: 'value', title: 'per second' },
+          series: { field: 'shedding', title: 'SHED_LOAD' },
+          dash: { field: 'measure', title: 'measure' },
+        }),
+      },
+      {
+        name: `${slug}-p99`,
+        title: `${rampCase.name}: p99 latency vs concurrency`,
+        spec: lineChart({
+          title: `${rampCase.name}: p99 latency (ms) vs connections`,
+          rows: mine.map((row) => ({ connections: row.connections, shedding: shedLabel(row.shed), p99: row.latencyMs.p99 })),
+          x: { field: 'connections', title: 'connections (log scale)', log: true },
+          y: { field: 'p99', title: 'p99 ms' },
+          series: { field: 'shedding', title: 'SHED_LOAD' },
+        }),
+      },
+    ]
+  })
+
+  return {
+    title: 'seatrush ramp: rising load with and without shedding',
+    intro:
+      `Stages of ${stages.join(', ')} autocannon connections, ${stageS} s each with no pause, against ${workers} app worker(s): first with ` +
+      `SHED_LOAD=false, then on a fresh server with SHED_LOAD=true. Cases: ${cases.map((c) => `**${c.name}**, ${c.what}`).join('; ')} ` +
+      `(${hallSeats} seats). Goodput counts 2xx answers within ${sloMs} ms per second; errors are requests with no answer within 10 s.`,
+    sections: [{ heading: 'Stages', table }],
+    config,
+    parameters: { stages: stages.join(' '), stageS, warmupS, sloMs, users, hallSeats, workers },
+    rows,
+    notes,
+    charts,
+    summary: [table],
+  }
+})

@@ -1,0 +1,90 @@
+import { spawn } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import t, { type Test } from 'tap'
+import { endpointTitle, endpoints } from '../bench/lib/endpoints.js'
+import { validateRun } from '../bench/lib/validate-run.js'
+import { loadConfig } from '../src/config.js'
+import { dropDatabase, parseMysqlUrl } from '../src/db/connection.js'
+import { deleteRedisKeys } from './helper.js'
+
+// The lab's commands end to end, each in its shortest form, checked for the shape of what they
+// write (never for speed): each needs real MySQL and Redis and starts real servers.
+t.setTimeout(360_000)
+
+const ROOT = resolve(import.meta.dirname, '..')
+const id = randomBytes(4).toString('hex')
+const { serverUrl } = parseMysqlUrl(process.env.MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/seatrush')
+const database = `${serverUrl.replace(/\/$/, '')}/seatrush_smoke_${id}`
+const prefix = `smoke-${id}`
+const out = mkdtempSync(join(tmpdir(), 'seatrush-bench-smoke-'))
+const store = ['--set', `MYSQL_URL=${database}`, '--set', `REDIS_KEY_PREFIX=${prefix}`]
+
+t.teardown(async () => {
+  rmSync(out, { recursive: true, force: true })
+  // bench/run.ts gives its thin reference a database and prefix of its own beside these.
+  for (const [url, keyPrefix] of [[database, prefix], [`${database}_thin`, `${prefix}-thin`]] as const) {
+    await dropDatabase(url)
+    await deleteRedisKeys(loadConfig({ ...process.env, REDIS_KEY_PREFIX: keyPrefix }))
+  }
+})
+
+/** Runs one lab command to its end and answers the run folder it wrote. */
+async function runCommand(t: Test, script: string, args: string[], timeoutMs: number): Promise<string> {
+  const root = join(out, script.replace(/\W/g, '-'))
+  const child = spawn(process.execPath, ['--import', 'tsx', script, '--quick', '--out', root, ...store, ...args], {
+    cwd: ROOT,
+    env: process.env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  let output = ''
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk))
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk))
+  // A stuck command is stopped by its pid; its own handler then stops the servers it started.
+  const timer = setTimeout(() => child.kill('SIGTERM'), timeoutMs)
+  const code = await new Promise<number | null>((done) => child.once('exit', (exitCode) => done(exitCode)))
+  clearTimeout(timer)
+  t.equal(code, 0, `${script} exits 0`, { output: output.slice(-4000) })
+  const runs = existsSync(root) ? readdirSync(root) : []
+  t.equal(runs.length, 1, 'it wrote one run folder')
+  return join(root, runs[0] ?? 'missing')
+}
+
+t.test('bench/run.ts --quick: a report with every endpoint, its references and the charts', async (t) => {
+  const dir = await runCommand(t, 'bench/run.ts', ['--duration', '1'], 150_000)
+  const titles = endpoints.map(endpointTitle)
+  t.same(validateRun(dir, { endpoints: titles }), [], 'the folder has the promised shape')
+
+  const record = JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8'))
+  t.equal(record.command, 'bench')
+  for (const server of ['app', 'thin']) {
+    t.same(
+      record.rows.filter((row: { server: string }) => row.server === server).map((row: { endpoint: string }) => row.endpoint),
+      titles,
+      `${server}: one row per endpoint`,
+    )
+  }
+  t.ok(record.rows.some((row: { server: string }) => row.server === 'hello'), 'the hello-world reference was measured')
+  t.same(record.charts.map((chart: { file: string }) => chart.file).sort(), ['ratio.svg', 'throughput.svg'])
+  const report = readFileSync(join(dir, 'report.md'), 'utf8')
+  t.match(report, /\| endpoint \| req\/s \| p50 ms \| p99 ms \| non-2xx \| thin req\/s \| app ÷ thin \| app ÷ hello \| RSS max MB \|/)
+})
+
+t.test('bench/cluster.ts --quick: a row per worker count with CPU per component', async (t) => {
+  const dir = await runCommand(t, 'bench/cluster.ts', ['--duration', '1', '--workers', '2'], 120_000)
+  t.same(validateRun(dir), [], 'the folder has the promised shape')
+  const record = JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8'))
+  t.same(record.rows.map((row: { workers: number }) => row.workers), [1, 2])
+  t.same(record.charts.map((chart: { file: string }) => chart.file).sort(), ['cpu.svg', 'p99.svg', 'throughput.svg'])
+})
+
+t.test('bench/ramp.ts --quick: every stage of both cases, shedding off and on', async (t) => {
+  const dir = await runCommand(t, 'bench/ramp.ts', ['--duration', '1', '--connections', '4,32', '--hall', '2000'], 150_000)
+  t.same(validateRun(dir), [], 'the folder has the promised shape')
+  const record = JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8'))
+  t.equal(record.rows.length, 2 * 2 * 2, 'two cases x shedding off/on x two stages')
+  t.same([...new Set(record.rows.map((row: { shed: boolean }) => row.shed))].sort(), [false, true])
+  t.equal(record.charts.length, 4)
+})
