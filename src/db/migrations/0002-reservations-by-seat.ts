@@ -1,0 +1,12 @@
+import type { Kysely } from 'kysely'
+
+// Taking a seat expires the seat's previous HELD reservation by (concert_detail_id, seat_no).
+// Without this index InnoDB locked every reservation of the option while scanning, so holds on
+// different seats deadlocked with each other and with payments under a rush.
+export async function up(db: Kysely<any>): Promise<void> {
+  await db.schema.createIndex('reservations_seat_status').on('reservations').columns(['concert_detail_id', 'seat_no', 'status']).execute()
+}
+
+export async function down(db: Kysely<any>): Promise<void> {
+  await db.schema.dropIndex('reservations_seat_status').on('reservations').execute()
+}
