@@ -27,11 +27,16 @@ declare module '@fastify/jwt' {
 
 const BARE_USER_ID = /^[1-9][0-9]{0,9}$/
 
+// Three base64url parts: anything else (trailing junk, padding, extra words) is not a token.
+const COMPACT_JWT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/
+
+/** `Bearer <credential>` or the bare credential; undefined when absent, '' when malformed. */
 function credential(request: FastifyRequest): string | undefined {
   const header = request.headers.authorization
   if (typeof header !== 'string' || header.trim() === '') return undefined
-  const [scheme, value] = header.trim().split(/\s+/, 2)
-  return scheme?.toLowerCase() === 'bearer' ? value : header.trim()
+  const parts = header.trim().split(/\s+/)
+  if (parts[0]?.toLowerCase() === 'bearer') return parts.length === 2 ? parts[1] : ''
+  return parts.length === 1 ? parts[0] : ''
 }
 
 export default fp(
@@ -48,6 +53,7 @@ export default fp(
     app.decorate('signQueueToken', (userId: number) => app.jwt.sign({ sub: String(userId) }))
 
     const verify = (token: string): number => {
+      if (!COMPACT_JWT.test(token)) throw new AppError(401, 'TOKEN_INVALID', 'The queue token is not valid')
       let sub: string
       try {
         sub = app.jwt.verify<{ sub: string }>(token).sub
@@ -63,7 +69,7 @@ export default fp(
 
     app.decorate('authenticate', async (request: FastifyRequest) => {
       const token = credential(request)
-      if (!token) throw new AppError(401, 'TOKEN_MISSING', 'Send the queue token as Authorization: Bearer <token>')
+      if (token === undefined) throw new AppError(401, 'TOKEN_MISSING', 'Send the queue token as Authorization: Bearer <token>')
       // user-id mode trusts a bare id (the original load scripts send one); tokens still work.
       request.authUserId = config.AUTH_MODE === 'user-id' && BARE_USER_ID.test(token) ? Number(token) : verify(token)
     })
