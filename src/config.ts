@@ -68,7 +68,9 @@ export const ConfigSchema = Type.Object({
 
   SHED_LOAD: Bool(true, 'Answer 503 + Retry-After under pressure instead of queueing work'),
   MAX_EVENT_LOOP_DELAY_MS: Int(200, 0, 60_000, 'Shed above this event-loop delay (0 = off)'),
-  MAX_EVENT_LOOP_UTILIZATION: Type.Number({ default: 0.98, minimum: 0, maximum: 1, description: 'Shed above this ELU (0 = off)' }),
+  // Off by default: a worker at full speed is near 1.0 even while its latency is fine, and a 503
+  // costs about as much as a cheap read, so shedding on utilization only lowers goodput.
+  MAX_EVENT_LOOP_UTILIZATION: Type.Number({ default: 0, minimum: 0, maximum: 1, description: 'Shed above this event-loop utilization over the last 500 ms (0 = off)' }),
   MAX_HEAP_USED_MB: Int(512, 0, 65_536, 'Shed above this heap use per worker (0 = off)'),
   MYSQL_QUEUE_LIMIT: Int(64, 0, 100_000, 'Shed once this many requests per worker wait for a MySQL connection (0 = off)'),
   RETRY_AFTER_S: Int(1, 1, 3600, 'Retry-After sent with a shed 503'),
