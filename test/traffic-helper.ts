@@ -1,0 +1,247 @@
+import { request as httpRequest } from 'node:http'
+import { STATUS_CODES } from 'node:http'
+
+const delay = (ms: number) => new Promise((done) => setTimeout(done, ms))
+
+export interface Reply {
+  status: number
+  body: any
+  headers: Record<string, string | string[] | undefined>
+}
+
+export interface SendOptions {
+  body?: unknown
+  headers?: Record<string, string>
+  timeoutMs?: number
+}
+
+/**
+ * One request on a connection of its own (no keep-alive), so that concurrent calls spread over
+ * the cluster's workers and a killed worker takes only its own requests with it.
+ */
+export function send(baseUrl: string, method: string, path: string, options: SendOptions = {}): Promise<Reply> {
+  return new Promise((done, fail) => {
+    const payload = options.body === undefined ? undefined : JSON.stringify(options.body)
+    const headers: Record<string, string | number> = { ...options.headers }
+    if (payload !== undefined) {
+      headers['content-type'] ??= 'application/json'
+      headers['content-length'] = Buffer.byteLength(payload)
+    }
+    const req = httpRequest(`${baseUrl}${path}`, { method, agent: false, timeout: options.timeoutMs ?? 10_000, headers }, (res) => {
+      let text = ''
+      res.setEncoding('utf8')
+      res.on('data', (chunk: string) => (text += chunk))
+      res.on('error', fail)
+      res.on('end', () => {
+        let body: unknown = text
+        try {
+          body = JSON.parse(text)
+        } catch {}
+        done({ status: res.statusCode ?? 0, body, headers: res.headers })
+      })
+    })
+    req.on('timeout', () => req.destroy(new Error(`${method} ${path} timed out`)))
+    req.on('error', fail)
+    req.end(payload)
+  })
+}
+
+/** The one error shape of PRODUCT.md: statusCode (the response's), error, message and a code. */
+export function hasErrorShape(status: number, body: unknown): boolean {
+  if (typeof body !== 'object' || body === null) return false
+  const { statusCode, error, message, code } = body as Record<string, unknown>
+  return statusCode === status && error === (STATUS_CODES[status] ?? error) && typeof message === 'string' && typeof code === 'string'
+}
+
+export interface Outcome {
+  route: string
+  startedAt: number
+  ms: number
+  status?: number
+  code?: string
+  /** Network failure: the request got no answer. */
+  error?: string
+  shapeOk?: boolean
+}
+
+/** Sends requests and keeps one outcome per request, for checks over everything a test sent. */
+export class Traffic {
+  readonly outcomes: Outcome[] = []
+
+  async send(baseUrl: string, method: string, path: string, options: SendOptions & { route?: string } = {}): Promise<Reply | undefined> {
+    const route = options.route ?? `${method} ${path}`
+    const startedAt = Date.now()
+    try {
+      const reply = await send(baseUrl, method, path, options)
+      this.outcomes.push({
+        route,
+        startedAt,
+        ms: Date.now() - startedAt,
+        status: reply.status,
+        code: typeof reply.body?.code === 'string' ? reply.body.code : undefined,
+        shapeOk: reply.status < 400 || hasErrorShape(reply.status, reply.body),
+      })
+      return reply
+    } catch (error) {
+      this.outcomes.push({ route, startedAt, ms: Date.now() - startedAt, error: (error as NodeJS.ErrnoException).code ?? (error as Error).message })
+      return undefined
+    }
+  }
+
+  /** Every answer that was a 5xx other than a clean 503. */
+  serverErrors(): Outcome[] {
+    return this.outcomes.filter((o) => o.status !== undefined && o.status >= 500 && o.status !== 503)
+  }
+
+  /** Every 4xx/5xx answer without the one error shape. */
+  badShapes(): Outcome[] {
+    return this.outcomes.filter((o) => o.shapeOk === false)
+  }
+
+  /** "status code" (or "network error") -> count, for a t.comment. */
+  summary(outcomes: Outcome[] = this.outcomes): string {
+    const counts = new Map<string, number>()
+    for (const o of outcomes) {
+      const key = o.error ? `network ${o.error}` : `${o.status}${o.code ? ` ${o.code}` : ''}`
+      counts.set(key, (counts.get(key) ?? 0) + 1)
+    }
+    return [...counts].sort((a, b) => b[1] - a[1]).map(([key, n]) => `${key}: ${n}`).join(', ')
+  }
+}
+
+/** Free seats handed out at random, so concurrent buyers sometimes collide on one. */
+export class SeatPool {
+  private readonly free: { concertDetailId: number; seatNo: number }[] = []
+
+  constructor(details: number[], seatsPerDetail: number) {
+    for (const concertDetailId of details) {
+      for (let seatNo = 1; seatNo <= seatsPerDetail; seatNo++) this.free.push({ concertDetailId, seatNo })
+    }
+  }
+
+  pick(): { concertDetailId: number; seatNo: number } {
+    const seat = this.free[Math.floor(Math.random() * this.free.length)]
+    if (!seat) throw new Error('no free seat left in the pool')
+    return seat
+  }
+
+  taken(seat: { concertDetailId: number; seatNo: number }): void {
+    const index = this.free.findIndex((s) => s.concertDetailId === seat.concertDetailId && s.seatNo === seat.seatNo)
+    if (index >= 0) this.free.splice(index, 1)
+  }
+}
+
+export interface Purchase {
+  userId: number
+  concertDetailId: number
+  seatNo: number
+  reservationId: number
+  paymentId: number
+  /** The payment answer was lost (network error or 503) at least once and the retry was answered. */
+  retried: boolean
+}
+
+export interface BuyOptions {
+  /** Which host to send each call to (lets a multi-host test alternate). */
+  baseUrl: () => string
+  userId: number
+  seats: SeatPool
+  traffic: Traffic
+  deadline: number
+  /** Per request; a client gives up on an answer after this long and retries. */
+  timeoutMs?: number
+}
+
+const retryable = (reply: Reply | undefined): boolean => reply === undefined || reply.status === 503
+
+/**
+ * One user's whole booking, as a well-behaved client does it: join the queue, wait to be
+ * admitted, hold a free seat, pay with an Idempotency-Key. A lost answer or a 503 is retried
+ * (the key makes a retried payment safe); a queue that forgot the user (Redis restarted) is
+ * joined again. Any other answer is a failure of the test.
+ */
+export async function buySeat({ baseUrl, userId, seats, traffic, deadline, timeoutMs = 5000 }: BuyOptions): Promise<Purchase> {
+  let token = ''
+  let step: 'join' | 'wait' | 'hold' | 'pay' = 'join'
+  let seat: { concertDetailId: number; seatNo: number } | undefined
+  let reservationId = 0
+  let lostPayAnswers = 0
+  const auth = () => ({ authorization: `Bearer ${token}` })
+  const unexpected = (what: string, reply: Reply) =>
+    new Error(`user ${userId} ${what}: unexpected ${reply.status} ${JSON.stringify(reply.body)}`)
+
+  while (Date.now() < deadline) {
+    if (step === 'join') {
+      const reply = await traffic.send(baseUrl(), 'POST', '/concert/wait', { body: { userId }, timeoutMs })
+      if (retryable(reply)) {
+        await delay(50)
+        continue
+      }
+      if (reply!.status !== 200) throw unexpected('joining', reply!)
+      token = reply!.body.token
+      step = reply!.body.status === 'ACTIVE' ? (reservationId ? 'pay' : 'hold') : 'wait'
+    } else if (step === 'wait') {
+      const reply = await traffic.send(baseUrl(), 'GET', '/concert/wait', { headers: auth(), timeoutMs })
+      if (retryable(reply)) {
+        await delay(50)
+        continue
+      }
+      if (reply!.status === 404) step = 'join'
+      else if (reply!.status !== 200) throw unexpected('waiting', reply!)
+      else if (reply!.body.status === 'ACTIVE') step = reservationId ? 'pay' : 'hold'
+      else await delay(20)
+    } else if (step === 'hold') {
+      seat ??= seats.pick()
+      const reply = await traffic.send(baseUrl(), 'PATCH', '/concert/seat', { body: { userId, ...seat }, headers: auth(), timeoutMs })
+      if (retryable(reply)) {
+        await delay(50)
+        continue
+      }
+      if (reply!.status === 200) {
+        seats.taken(seat)
+        reservationId = reply!.body.reservationId
+        step = 'pay'
+      } else if (reply!.status === 409 && reply!.body.code === 'SEAT_TAKEN') {
+        seats.taken(seat)
+        seat = undefined
+      } else if (reply!.status === 403 && /^NOT_(ACTIVE|IN_QUEUE)$/.test(reply!.body.code)) {
+        step = 'join'
+      } else throw unexpected(`holding seat ${JSON.stringify(seat)}`, reply!)
+    } else {
+      const reply = await traffic.send(baseUrl(), 'POST', '/concert/reservation/days', {
+        body: { userId, ...seat },
+        headers: { ...auth(), 'idempotency-key': `buy-${userId}` },
+        timeoutMs,
+      })
+      if (retryable(reply)) {
+        lostPayAnswers++
+        await delay(50)
+        continue
+      }
+      if (reply!.status === 200) {
+        if (reply!.body.reservationId !== reservationId) throw unexpected('paying for its own hold', reply!)
+        return { userId, ...seat!, reservationId, paymentId: reply!.body.paymentId, retried: lostPayAnswers > 0 }
+      }
+      if (reply!.status === 403 && /^NOT_(ACTIVE|IN_QUEUE)$/.test(reply!.body.code)) step = 'join'
+      else throw unexpected(`paying for seat ${JSON.stringify(seat)}`, reply!)
+    }
+  }
+  throw new Error(`user ${userId} did not finish booking before the deadline (at step ${step})`)
+}
+
+/** Runs `work` for each item with at most `concurrency` at once; resolves with all results. */
+export async function eachConcurrently<T, R>(items: T[], concurrency: number, work: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = []
+  let next = 0
+  const lane = async () => {
+    while (next < items.length) {
+      const index = next++
+      results[index] = await work(items[index]!)
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, lane))
+  return results
+}
+
+export const range = (from: number, count: number) => Array.from({ length: count }, (_, i) => from + i)
+export { delay }
