@@ -4,7 +4,7 @@ import { Ajv, type AnySchema } from 'ajv'
 import { randomUUID } from 'node:crypto'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Config } from './config.js'
-import errors from './plugins/errors.js'
+import errors, { answerFrameworkError } from './plugins/errors.js'
 import docs from './plugins/docs.js'
 import db from './plugins/db.js'
 import redis from './plugins/redis.js'
@@ -62,6 +62,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     return503OnClosing: true,
     forceCloseConnections: 'idle',
     routerOptions: { maxParamLength: 100 },
+    frameworkErrors: answerFrameworkError,
   }).withTypeProvider<TypeBoxTypeProvider>()
 
   // A JSON API: any other body type is 415, not a string that fails validation later.

@@ -36,10 +36,11 @@ const frameworkCodes: Record<string, string> = {
   FST_ERR_CTP_EMPTY_JSON_BODY: 'INVALID_JSON',
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'BAD_REQUEST',
   FST_ERR_CTP_BODY_TOO_LARGE: 'PAYLOAD_TOO_LARGE',
+  FST_ERR_BAD_URL: 'BAD_URL',
+  FST_ERR_MAX_PARAM_LENGTH: 'URL_TOO_LONG',
   FST_ERR_CTP_INVALID_MEDIA_TYPE: 'UNSUPPORTED_MEDIA_TYPE',
   FST_ERR_CTP_INVALID_TYPE: 'UNSUPPORTED_MEDIA_TYPE',
   FST_ERR_CTP_INVALID_HEADER: 'UNSUPPORTED_MEDIA_TYPE',
-  FST_ERR_BAD_URL: 'BAD_REQUEST',
   FST_ERR_ASYNC_CONSTRAINT: 'BAD_REQUEST',
   FST_UNDER_PRESSURE: 'SERVICE_OVERLOADED',
   FST_ERR_RATE_LIMITED: 'RATE_LIMITED',
@@ -76,6 +77,15 @@ export function isDependencyUnavailable(error: unknown): boolean {
 
 function body(statusCode: number, code: string, message: string, details: Record<string, unknown> = {}) {
   return { statusCode, error: STATUS_CODES[statusCode] ?? 'Error', message, code, ...details }
+}
+
+/**
+ * Fastify answers URL errors (bad percent-encoding, an over-long parameter) before any route or
+ * error handler runs; its `frameworkErrors` option sends them here, in the one error shape.
+ */
+export function answerFrameworkError(error: FastifyError, _request: FastifyRequest, reply: FastifyReply): void {
+  const status = error.statusCode ?? 400
+  reply.code(status).send(body(status, frameworkCodes[error.code] ?? 'BAD_REQUEST', error.message))
 }
 
 export default fp(
