@@ -1,11 +1,9 @@
 import { Migrator, type Kysely, type Migration, type MigrationProvider } from 'kysely'
 import * as initialSchema from './migrations/0001-initial-schema.js'
-import * as reservationsBySeat from './migrations/0002-reservations-by-seat.js'
 
 // Listed in code rather than read from a folder, so the same list works from src/ and dist/.
 const migrations: Record<string, Migration> = {
   '0001-initial-schema': initialSchema,
-  '0002-reservations-by-seat': reservationsBySeat,
 }
 
 const provider: MigrationProvider = { getMigrations: async () => migrations }

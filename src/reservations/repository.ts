@@ -57,7 +57,6 @@ export function createReservationRepository(db: Kysely<Database>) {
           .set({
             status: 'HELD',
             user_id: ref.userId,
-            reservation_id: null,
             held_until: sql<Date>`NOW(3) + INTERVAL ${holdMs * 1000} MICROSECOND`,
           })
           .where('concert_detail_id', '=', ref.concertDetailId)
@@ -66,15 +65,13 @@ export function createReservationRepository(db: Kysely<Database>) {
           .executeTakeFirst()
         if (claim.numUpdatedRows === 0n) return undefined
 
-        // The seat's previous hold, if any, lapsed: its reservation is over.
-        await trx
-          .updateTable('reservations')
-          .set({ status: 'EXPIRED' })
-          .where('concert_detail_id', '=', ref.concertDetailId)
-          .where('seat_no', '=', ref.seatNo)
-          .where('status', '=', 'HELD')
-          .execute()
-        const seat = await seatOf(trx, ref).select(['id', 'held_until']).executeTakeFirstOrThrow()
+        // The seat row is ours now; it still points at its previous hold, if any, which lapsed.
+        // Expiring that reservation by primary key locks that one row only: a search by seat would
+        // take gap locks that deadlock with every concurrent hold's insert.
+        const seat = await seatOf(trx, ref).select(['id', 'held_until', 'reservation_id']).executeTakeFirstOrThrow()
+        if (seat.reservation_id) {
+          await trx.updateTable('reservations').set({ status: 'EXPIRED' }).where('id', '=', seat.reservation_id).where('status', '=', 'HELD').execute()
+        }
         const { price } = await trx.selectFrom('concert_details').select('price').where('id', '=', ref.concertDetailId).executeTakeFirstOrThrow()
         const inserted = await trx
           .insertInto('reservations')
