@@ -1,6 +1,16 @@
 import fp from 'fastify-plugin'
 import underPressure from '@fastify/under-pressure'
 import { sql } from 'kysely'
+import { Type } from '@sinclair/typebox'
+import { AppError } from './errors.js'
+import { errorResponses } from '../shared/schemas.js'
+
+const Health = Type.Object({
+  status: Type.Literal('ok'),
+  mysql: Type.Literal('ok'),
+  redis: Type.Literal('ok'),
+  pid: Type.Integer({ description: 'The worker that answered' }),
+})
 
 /**
  * Sheds load with a fast 503 + Retry-After when the event loop lags, is busy nearly all the time
@@ -14,34 +24,36 @@ export default fp(
     const shed = config.SHED_LOAD
     const checkDependencies = async () => {
       await Promise.all([sql`SELECT 1`.execute(app.db), app.redis.ping()])
-      return { mysql: 'ok', redis: 'ok', pid: process.pid }
     }
-    // under-pressure runs the check once at registration and keeps that verdict for every route
-    // when no interval is set, so the dependencies must answer now: a worker that cannot reach
-    // them fails to start (and the primary retries) rather than shedding forever.
+    // A worker that cannot reach its dependencies fails to start (and the primary retries).
     await checkDependencies()
     await app.register(underPressure, {
       maxEventLoopDelay: shed ? config.MAX_EVENT_LOOP_DELAY_MS : 0,
       maxEventLoopUtilization: shed ? config.MAX_EVENT_LOOP_UTILIZATION : 0,
-      maxHeapUsedBytes: shed ? config.MAX_HEAP_USED_MB * 1024 * 1024 : 0,
       // Utilization of the last sample, not the average since start-up: a worker saturated now
       // must shed now, however idle it was an hour ago.
       eventLoopUtilizationMode: 'interval',
       sampleInterval: 500,
+      maxHeapUsedBytes: shed ? config.MAX_HEAP_USED_MB * 1024 * 1024 : 0,
       retryAfter: config.RETRY_AFTER_S,
-      // Checked live on GET /health only; a dependency outage fails the calls that need it (503).
-      healthCheck: checkDependencies,
-      exposeStatusRoute: {
-        url: '/health',
-        routeOpts: { logLevel: 'warn' },
-        routeSchemaOpts: { tags: ['health'], summary: 'Liveness plus a MySQL and Redis ping' },
-        routeResponseSchemaOpts: {
-          mysql: { type: 'string' },
-          redis: { type: 'string' },
-          pid: { type: 'integer' },
-        },
-      },
+    })
+
+    // Liveness plus a live ping of each dependency, naming the one that is down. (under-pressure's
+    // own status route answers any failed check with its generic "under pressure".)
+    const schema = {
+      tags: ['health'],
+      summary: 'Liveness plus a MySQL and Redis ping',
+      response: { 200: Health, ...errorResponses(503) },
+    }
+    app.get('/health', { schema, logLevel: 'warn' }, async (_request, reply) => {
+      const [mysql, redis] = await Promise.allSettled([sql`SELECT 1`.execute(app.db), app.redis.ping()])
+      const down = [mysql.status === 'rejected' && 'MySQL', redis.status === 'rejected' && 'Redis'].filter(Boolean)
+      if (down.length > 0) {
+        reply.header('retry-after', String(config.RETRY_AFTER_S))
+        throw new AppError(503, 'DEPENDENCY_UNAVAILABLE', `${down.join(' and ')} unavailable`)
+      }
+      return { status: 'ok' as const, mysql: 'ok' as const, redis: 'ok' as const, pid: process.pid }
     })
   },
-  { name: 'pressure', dependencies: ['config', 'db', 'redis'] },
+  { name: 'pressure', dependencies: ['config', 'errors', 'db', 'redis'] },
 )
