@@ -158,17 +158,22 @@ export function createReservationRepository(db: Kysely<Database>) {
      * free once expired (reads and the hold UPDATE check held_until), so this only tidies rows.
      */
     async sweepExpiredHolds(limit = 1000): Promise<number> {
-      const result = await sql`
-        UPDATE seats s JOIN reservations r ON r.id = s.reservation_id
-        SET s.status = 'AVAILABLE', s.user_id = NULL, s.reservation_id = NULL, s.held_until = NULL, r.status = 'EXPIRED'
-        WHERE s.status = 'HELD' AND s.held_until <= NOW(3) AND r.status = 'HELD'`.execute(db)
-      await db
-        .updateTable('reservations')
-        .set({ status: 'EXPIRED' })
-        .where('status', '=', 'HELD')
-        .where(sql<boolean>`held_until <= NOW(3)`)
-        .limit(limit)
-        .execute()
+      // One transaction, reservations first: a reservation is never seen EXPIRED while its seat
+      // still points at it, and the seat frees whatever state its reservation was left in.
+      const result = await inTransaction(db, async (trx) => {
+        await trx
+          .updateTable('reservations')
+          .set({ status: 'EXPIRED' })
+          .where('status', '=', 'HELD')
+          .where(sql<boolean>`held_until <= NOW(3)`)
+          .limit(limit)
+          .execute()
+        return sql`
+          UPDATE seats s JOIN reservations r ON r.id = s.reservation_id
+          SET s.status = 'AVAILABLE', s.user_id = NULL, s.reservation_id = NULL, s.held_until = NULL,
+              r.status = IF(r.status = 'HELD', 'EXPIRED', r.status)
+          WHERE s.status = 'HELD' AND s.held_until <= NOW(3)`.execute(trx)
+      })
       return Number(result.numAffectedRows ?? 0n)
     },
   }
