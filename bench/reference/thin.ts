@@ -208,14 +208,15 @@ await serveReference('thin', async () => {
     if (userId !== authUser) throw refuse(403, 'USER_MISMATCH')
     const held = await inTransaction(async (trx) => {
       const claim = await write(
-        `UPDATE seats SET status = 'HELD', user_id = ?, reservation_id = NULL, held_until = NOW(3) + INTERVAL ? MICROSECOND
+        `UPDATE seats SET status = 'HELD', user_id = ?, held_until = NOW(3) + INTERVAL ? MICROSECOND
          WHERE concert_detail_id = ? AND seat_no = ? AND ${isFree}`,
         [userId, config.HOLD_TTL_MS * 1000, concertDetailId, seatNo],
         trx,
       )
       if (claim.affectedRows === 0) return undefined
-      await write("UPDATE reservations SET status = 'EXPIRED' WHERE concert_detail_id = ? AND seat_no = ? AND status = 'HELD'", [concertDetailId, seatNo], trx)
-      const [seat] = (await rows<{ id: number; held_until: Date }>('SELECT id, held_until FROM seats WHERE concert_detail_id = ? AND seat_no = ?', [concertDetailId, seatNo], trx)) as [{ id: number; held_until: Date }]
+      type Claimed = { id: number; held_until: Date; reservation_id: number | null }
+      const [seat] = (await rows<Claimed>('SELECT id, held_until, reservation_id FROM seats WHERE concert_detail_id = ? AND seat_no = ?', [concertDetailId, seatNo], trx)) as [Claimed]
+      if (seat.reservation_id) await write("UPDATE reservations SET status = 'EXPIRED' WHERE id = ? AND status = 'HELD'", [seat.reservation_id], trx)
       const [{ price }] = (await rows<{ price: number }>('SELECT price FROM concert_details WHERE id = ?', [concertDetailId], trx)) as [{ price: number }]
       const inserted = await write(
         "INSERT INTO reservations (user_id, concert_detail_id, seat_no, price, status, held_until, confirmed_at) VALUES (?, ?, ?, ?, 'HELD', ?, NULL)",
