@@ -26,7 +26,7 @@ import type { Database } from '../src/db/schema.js'
 import { addSeats } from '../src/db/seed.js'
 import { CONNECTIONS_PER_THREAD, createSeatMapPool } from '../src/plugins/serializer.js'
 import { runLoad } from './lib/autocannon.js'
-import { consoleTable, defaultResultsRoot, describeMachine, formatNumber, markdownTable, type Machine, type Table } from './lib/report.js'
+import { consoleTable, defaultResultsRoot, describeMachine, formatNumber, machineRows, markdownTable, type Machine, type Table } from './lib/report.js'
 import { benchConfig, startServer, stopAll, type Pinning } from './lib/server.js'
 
 const BENCH_CONCERT_ID = 2
@@ -393,11 +393,7 @@ function report(run: SerializerRun): string {
     markdownTable({
       headers: ['', ''],
       rows: [
-        ['CPU', machine.cpuModel],
-        ['cores', machine.cores],
-        ['Node.js', machine.node],
-        ['MySQL/MariaDB', machine.mysql],
-        ['Redis', machine.redis],
+        ...machineRows(machine),
         ['CPU pinning', run.pinning.note],
         ['load average (1 min) at start, end', run.loadAverage.map(formatNumber).join(', ')],
       ],

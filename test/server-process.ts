@@ -1,9 +1,9 @@
 import { spawn } from 'node:child_process'
-import { request as httpRequest } from 'node:http'
 import { resolve } from 'node:path'
 import type { Test } from 'tap'
 import { configToEnv, type Config } from '../src/config.js'
 import { freePort } from '../src/runtime/services.js'
+import { send } from './traffic-helper.js'
 
 const ROOT = resolve(import.meta.dirname, '..')
 
@@ -201,42 +201,7 @@ export interface HttpResult {
   body: any
 }
 
-/**
- * One request on a connection of its own (no keep-alive), so that consecutive calls are spread
- * over the cluster's workers. Network errors reject, as with fetch.
- */
-export function request(
-  baseUrl: string,
-  method: string,
-  path: string,
-  options: { body?: unknown; timeoutMs?: number } = {},
-): Promise<HttpResult> {
-  return new Promise((done, fail) => {
-    const payload = options.body === undefined ? undefined : JSON.stringify(options.body)
-    const req = httpRequest(
-      `${baseUrl}${path}`,
-      {
-        method,
-        agent: false,
-        timeout: options.timeoutMs ?? 5000,
-        headers: payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
-      },
-      (res) => {
-        let text = ''
-        res.setEncoding('utf8')
-        res.on('data', (chunk: string) => (text += chunk))
-        res.on('error', fail)
-        res.on('end', () => {
-          let body: unknown = text
-          try {
-            body = JSON.parse(text)
-          } catch {}
-          done({ status: res.statusCode ?? 0, body })
-        })
-      },
-    )
-    req.on('timeout', () => req.destroy(new Error(`${method} ${path} timed out`)))
-    req.on('error', fail)
-    req.end(payload)
-  })
+/** One request on a fresh connection (no keep-alive), so requests spread over the workers. */
+export function request(baseUrl: string, method: string, path: string, options: { body?: unknown; timeoutMs?: number } = {}): Promise<HttpResult> {
+  return send(baseUrl, method, path, { ...options, timeoutMs: options.timeoutMs ?? 5000 })
 }

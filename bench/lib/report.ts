@@ -21,6 +21,19 @@ export interface Machine {
   redis: string
 }
 
+/** The machine as rows of a two-column report table; each report appends what it knows besides. */
+export function machineRows(machine: Machine): Array<[string, string | number]> {
+  return [
+    ['CPU', machine.cpuModel],
+    ['cores', machine.cores],
+    ['RAM (GB)', machine.ramGb],
+    ['OS', machine.os],
+    ['Node.js', machine.node],
+    ['MySQL/MariaDB', machine.mysql],
+    ['Redis', machine.redis],
+  ]
+}
+
 export interface Table {
   headers: string[]
   rows: Array<Array<string | number>>
@@ -151,13 +164,7 @@ export async function writeRun<TRow>(dir: string, record: RunRecord<TRow>, text:
     markdownTable({
       headers: ['', ''],
       rows: [
-        ['CPU', machine.cpuModel],
-        ['cores', machine.cores],
-        ['RAM (GB)', machine.ramGb],
-        ['OS', machine.os],
-        ['Node.js', machine.node],
-        ['MySQL/MariaDB', machine.mysql],
-        ['Redis', machine.redis],
+        ...machineRows(machine),
         ['CPU pinning', record.pinning.note],
         ['servers ran as', record.runtime],
       ],
