@@ -10,11 +10,12 @@ import db from './plugins/db.js'
 import redis from './plugins/redis.js'
 import pressure from './plugins/pressure.js'
 import idempotency from './plugins/idempotency.js'
-import serializer from './plugins/serializer.js'
+import serializer from './concerts/serializer.js'
 import auth from './plugins/auth.js'
 import metrics from './plugins/metrics.js'
 import rateLimit from './plugins/rate-limit.js'
 import queue from './queue/plugin.js'
+import healthRoutes from './health/routes.js'
 import pointRoutes from './points/routes.js'
 import concertRoutes from './concerts/routes.js'
 import queueRoutes from './queue/routes.js'
@@ -88,6 +89,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   await app.register(metrics, { clusterMetrics: options.clusterMetrics })
   await app.register(rateLimit)
 
+  await app.register(healthRoutes)
   await app.register(pointRoutes)
   await app.register(concertRoutes)
   await app.register(queueRoutes)

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { Redis } from 'ioredis'
-import { keyTag } from '../src/plugins/redis.js'
+import { redisKey } from '../src/plugins/redis.js'
 import { OPEN_QUEUE, activeToken, bearer, buildTestApp, call, listen, prepareTestData, testConfig } from './helper.js'
 import { request, startServer } from './server-process.js'
 
@@ -115,7 +115,7 @@ t.test('in the cluster, GET /metrics sums every worker and reads the queue once'
   const redis = new Redis(config.REDIS_URL)
   t.teardown(() => redis.disconnect())
   const deadline = Date.now() + 5000
-  while ((await redis.zcard(`${keyTag(config.REDIS_KEY_PREFIX)}:active`)) < 1 && Date.now() < deadline) {
+  while ((await redis.zcard(redisKey(config.REDIS_KEY_PREFIX, 'active'))) < 1 && Date.now() < deadline) {
     await new Promise((resolve) => setTimeout(resolve, 20))
   }
 

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { Redis } from 'ioredis'
-import { keyTag } from '../src/plugins/redis.js'
+import { redisKey } from '../src/plugins/redis.js'
 import { prepareTestData, testConfig } from './helper.js'
 import { startServer, type ServerProcess } from './server-process.js'
 import { assertInvariants } from './invariants-helper.js'
@@ -44,7 +44,7 @@ t.test('two hosts on one MySQL and one Redis: one winner per seat, admission FIF
 
   const redis = new Redis(config.REDIS_URL)
   t.teardown(() => redis.disconnect())
-  const key = (name: string) => `${keyTag(config.REDIS_KEY_PREFIX)}:${name}`
+  const key = (name: string) => redisKey(config.REDIS_KEY_PREFIX, name)
 
   // Everything read in one MULTI, so one sample is one instant of the queue.
   const samples: Sample[] = []

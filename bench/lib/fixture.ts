@@ -3,7 +3,7 @@ import type { Config } from '../../src/config.js'
 import { createDb, dropDatabase } from '../../src/db/connection.js'
 import { prepareDatabase } from '../../src/db/prepare.js'
 import { SEED_CONCERT_ID, addSeats } from '../../src/db/seed.js'
-import { keyTag } from '../../src/plugins/redis.js'
+import { redisKeyPattern } from '../../src/plugins/redis.js'
 import type { HttpRequest } from './autocannon.js'
 
 export interface Hold {
@@ -52,7 +52,7 @@ export async function resetLab(config: Config, hallSeats: number): Promise<Fixtu
   await prepareDatabase(config)
   const redis = new Redis(config.REDIS_URL)
   try {
-    const stream = redis.scanStream({ match: `${keyTag(config.REDIS_KEY_PREFIX)}*`, count: 1000 })
+    const stream = redis.scanStream({ match: redisKeyPattern(config.REDIS_KEY_PREFIX), count: 1000 })
     for await (const keys of stream as AsyncIterable<string[]>) if (keys.length) await redis.del(...keys)
   } finally {
     redis.disconnect()

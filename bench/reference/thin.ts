@@ -4,7 +4,7 @@ import { Redis } from 'ioredis'
 import { createPool, type PoolConnection, type ResultSetHeader, type RowDataPacket } from 'mysql2/promise'
 import { loadConfig } from '../../src/config.js'
 import { createTtlCache } from '../../src/concerts/ttl-cache.js'
-import { keyTag } from '../../src/plugins/redis.js'
+import { redisKey } from '../../src/plugins/redis.js'
 import { defineQueueCommands } from '../../src/queue/queue.js'
 import { serveReference } from './serve.js'
 
@@ -19,8 +19,7 @@ await serveReference('thin', async () => {
   mysql.pool.on('connection', (connection) => connection.query("SET time_zone = '+00:00'"))
   const redis = new Redis(config.REDIS_URL, { enableOfflineQueue: true, maxRetriesPerRequest: 1 })
   defineQueueCommands(redis)
-  const tag = keyTag(config.REDIS_KEY_PREFIX)
-  const [waiting, active, arrivals, lastSlot, admissions] = ['waiting', 'active', 'arrivals', 'admit-slot', 'admissions'].map((name) => `${tag}:${name}`) as [string, string, string, string, string]
+  const [waiting, active, arrivals, lastSlot, admissions] = ['waiting', 'active', 'arrivals', 'admit-slot', 'admissions'].map((name) => redisKey(config.REDIS_KEY_PREFIX, name)) as [string, string, string, string, string]
 
   const rows = async <T>(query: string, values: unknown[] = [], on: Pick<PoolConnection, 'query'> = mysql) => (await on.query<RowDataPacket[]>(query, values))[0] as T[]
   const write = async (query: string, values: unknown[], on: PoolConnection) => (await on.query<ResultSetHeader>(query, values))[0]

@@ -2,15 +2,25 @@ import { Kysely, MysqlDialect } from 'kysely'
 import { createPool, createConnection, type Pool, type PoolOptions } from 'mysql2'
 import type { Database } from './schema.js'
 
+const DATABASE_NAME = /^[A-Za-z0-9_]{1,64}$/
+
 /** Splits a MySQL URL into the server part and the database name. */
 export function parseMysqlUrl(url: string): { serverUrl: string; database: string } {
   const parsed = new URL(url)
   const database = decodeURIComponent(parsed.pathname.replace(/^\//, ''))
-  if (!/^[A-Za-z0-9_]{1,64}$/.test(database)) {
+  if (!DATABASE_NAME.test(database)) {
     throw new Error(`MYSQL_URL must name a database of letters, digits and _ (got "${database}")`)
   }
   parsed.pathname = '/'
   return { serverUrl: parsed.toString(), database }
+}
+
+/** The MySQL URL `url` with its database replaced by `database` (same server, user and options). */
+export function databaseUrl(url: string, database: string): string {
+  if (!DATABASE_NAME.test(database)) throw new Error(`a database name is letters, digits and _ (got "${database}")`)
+  const parsed = new URL(url)
+  parsed.pathname = `/${database}`
+  return parsed.toString()
 }
 
 const sessionOptions: PoolOptions = {

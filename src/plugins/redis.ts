@@ -21,8 +21,17 @@ export function createRedis(url: string): Redis {
   })
 }
 
-export function keyTag(prefix: string): string {
-  return `{${prefix}}`
+/**
+ * A key of the deployment named `prefix`. The prefix is the key's hash tag, so all of the
+ * deployment's keys that are not per concert land in one Redis Cluster slot.
+ */
+export function redisKey(prefix: string, name: string): string {
+  return `{${prefix}}:${name}`
+}
+
+/** A SCAN/KEYS pattern that matches every key of the deployment named `prefix`. */
+export function redisKeyPattern(prefix: string): string {
+  return `{${prefix}[}:]*`
 }
 
 export default fp(
@@ -30,9 +39,8 @@ export default fp(
     const client = createRedis(app.config.REDIS_URL)
     client.on('error', (error) => app.log.debug({ err: error }, 'redis connection error'))
     await client.connect()
-    const tag = keyTag(app.config.REDIS_KEY_PREFIX)
     app.decorate('redis', client)
-    app.decorate('redisKey', (name: string) => `${tag}:${name}`)
+    app.decorate('redisKey', (name: string) => redisKey(app.config.REDIS_KEY_PREFIX, name))
     app.addHook('onClose', async () => {
       await client.quit().catch(() => client.disconnect())
     })

@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin'
 import { Piscina } from 'piscina'
 import { extname } from 'node:path'
-import { createTtlCache } from '../concerts/ttl-cache.js'
+import { createTtlCache } from './ttl-cache.js'
 import type { SeatMapTask, SeatMapWorkerData } from './seat-map-worker.js'
 
 export type SeatMapBuilder = 'inline' | 'worker'

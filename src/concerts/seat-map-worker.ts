@@ -5,8 +5,8 @@
  */
 import { Piscina } from 'piscina'
 import fastJsonStringify, { type Schema } from 'fast-json-stringify'
-import { createConcertRepository } from '../concerts/repository.js'
-import { SeatView, seatsSchema } from '../concerts/schemas.js'
+import { createConcertRepository } from './repository.js'
+import { SeatView, seatsSchema } from './schemas.js'
 import { createDb } from '../db/connection.js'
 
 export interface SeatMapWorkerData {

@@ -1,0 +1,23 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { sql } from 'kysely'
+import { AppError } from '../plugins/errors.js'
+import { Health, healthSchema } from './schemas.js'
+
+/**
+ * Liveness plus a live ping of each dependency, naming the one that is down. (under-pressure's
+ * own status route answers any failed check with its generic "under pressure".)
+ */
+const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  app.addSchema(Health)
+  app.get('/health', { schema: healthSchema, logLevel: 'warn' }, async (_request, reply) => {
+    const [mysql, redis] = await Promise.allSettled([sql`SELECT 1`.execute(app.db), app.redis.ping()])
+    const down = [mysql.status === 'rejected' && 'MySQL', redis.status === 'rejected' && 'Redis'].filter(Boolean)
+    if (down.length > 0) {
+      reply.header('retry-after', String(app.config.RETRY_AFTER_S))
+      throw new AppError(503, 'DEPENDENCY_UNAVAILABLE', `${down.join(' and ')} unavailable`)
+    }
+    return { status: 'ok' as const, mysql: 'ok' as const, redis: 'ok' as const, pid: process.pid }
+  })
+}
+
+export default healthRoutes
