@@ -1,6 +1,6 @@
 import t from 'tap'
 import { createHmac } from 'node:crypto'
-import { OPEN_QUEUE, activeToken, bearer, buildTestApp, call, listen } from './helper.js'
+import { OPEN_QUEUE, activeToken, bearer, buildTestApp, call, listen } from './helpers/app.js'
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 

@@ -8,7 +8,7 @@ import { endpointTitle, endpoints } from '../bench/lib/endpoints.js'
 import { validateRun } from '../bench/lib/validate-run.js'
 import { loadConfig } from '../src/config.js'
 import { dropDatabase, parseMysqlUrl } from '../src/db/connection.js'
-import { deleteRedisKeys } from './helper.js'
+import { deleteRedisKeys } from './helpers/app.js'
 
 // The lab's commands end to end, each in its shortest form, checked for the shape of what they
 // write (never for speed): each needs real MySQL and Redis and starts real servers.

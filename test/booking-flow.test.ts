@@ -1,5 +1,6 @@
 import t from 'tap'
-import { OPEN_QUEUE, activeToken, bearer, buildTestApp, call, ledgerMismatches, listen } from './helper.js'
+import { OPEN_QUEUE, activeToken, bearer, buildTestApp, call, listen } from './helpers/app.js'
+import { ledgerMismatches } from './helpers/invariants.js'
 
 t.test('one user books a seat end to end through HTTP', async (t) => {
   const { app, db, config } = await buildTestApp(t, { ...OPEN_QUEUE, SEED_POINTS: 120_000, SEAT_PRICE: 50_000 })

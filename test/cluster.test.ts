@@ -1,7 +1,8 @@
 import { request as httpRequest } from 'node:http'
 import t from 'tap'
-import { ledgerMismatches, prepareTestData, testConfig } from './helper.js'
-import { isAlive, request, startServer, type HttpResult } from './server-process.js'
+import { prepareTestData, testConfig } from './helpers/app.js'
+import { ledgerMismatches } from './helpers/invariants.js'
+import { isAlive, request, startServer, type HttpResult } from './helpers/server-process.js'
 
 const delay = (ms: number) => new Promise((done) => setTimeout(done, ms))
 

@@ -2,11 +2,11 @@ import t, { type Test } from 'tap'
 import type { Kysely } from 'kysely'
 import { createConnection } from 'mysql2/promise'
 import type { Database } from '../src/db/schema.js'
-import { OPEN_QUEUE, activeToken, prepareTestData, testConfig } from './helper.js'
-import { isAlive, startServer, type ServerProcess } from './server-process.js'
-import { assertInvariants, observerDb } from './invariants-helper.js'
-import { appConnectionKiller, mysqlTarget, mysqlUrlVia, startPrivateRedis, startTcpProxy } from './chaos-helper.js'
-import { SeatPool, Traffic, buySeat, delay, eachConcurrently, hasErrorShape, range, send, type Outcome, type Purchase, type Reply } from './traffic-helper.js'
+import { OPEN_QUEUE, activeToken, prepareTestData, testConfig } from './helpers/app.js'
+import { isAlive, startServer, type ServerProcess } from './helpers/server-process.js'
+import { assertInvariants, observerDb } from './helpers/invariants.js'
+import { appConnectionKiller, mysqlTarget, mysqlUrlVia, startPrivateRedis, startTcpProxy } from './helpers/chaos.js'
+import { SeatPool, Traffic, buySeat, delay, eachConcurrently, hasErrorShape, range, send, type Outcome, type Purchase, type Reply } from './helpers/traffic.js'
 
 // Every test here runs real cluster processes under concurrent traffic, injects one fault, and
 // ends with the PRODUCT.md invariants checked in the database. Clients retry a lost answer or a

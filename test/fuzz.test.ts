@@ -3,8 +3,8 @@ import fc from 'fast-check'
 import { createHmac } from 'node:crypto'
 import type { InjectOptions } from 'fastify'
 import { MAX_ID } from '../src/shared/schemas.js'
-import { buildTestApp } from './helper.js'
-import { hasErrorShape } from './traffic-helper.js'
+import { buildTestApp } from './helpers/app.js'
+import { hasErrorShape } from './helpers/traffic.js'
 
 // Thousands of hostile requests across every route. Each generated request to a route that can
 // change something carries at least one defect (bad types, out-of-range or fractional numbers,

@@ -1,8 +1,8 @@
 import t from 'tap'
 import { Redis } from 'ioredis'
 import { redisKey } from '../src/plugins/redis.js'
-import { OPEN_QUEUE, activeToken, bearer, buildTestApp, call, listen, prepareTestData, testConfig } from './helper.js'
-import { request, startServer } from './server-process.js'
+import { OPEN_QUEUE, activeToken, bearer, buildTestApp, call, listen, prepareTestData, testConfig } from './helpers/app.js'
+import { request, startServer } from './helpers/server-process.js'
 
 const SAMPLE = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/
 

@@ -1,10 +1,10 @@
 import t from 'tap'
 import { Redis } from 'ioredis'
 import { redisKey } from '../src/plugins/redis.js'
-import { prepareTestData, testConfig } from './helper.js'
-import { startServer, type ServerProcess } from './server-process.js'
-import { assertInvariants } from './invariants-helper.js'
-import { delay, range, send, type Reply } from './traffic-helper.js'
+import { prepareTestData, testConfig } from './helpers/app.js'
+import { startServer, type ServerProcess } from './helpers/server-process.js'
+import { assertInvariants } from './helpers/invariants.js'
+import { delay, range, send, type Reply } from './helpers/traffic.js'
 
 // Two independent server processes (each its own cluster primary, port and workers) on one
 // MySQL database and one Redis key prefix: two app hosts behind a load balancer, on one machine.

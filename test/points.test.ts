@@ -1,5 +1,6 @@
 import t from 'tap'
-import { buildTestApp, call, ledgerMismatches, listen } from './helper.js'
+import { buildTestApp, call, listen } from './helpers/app.js'
+import { ledgerMismatches } from './helpers/invariants.js'
 
 t.test('points', async (t) => {
   const { app, db, config } = await buildTestApp(t, { SEED_POINTS: 1000, MAX_CHARGE: 100000 })

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { buildApp } from '../src/app.js'
-import { bearer, buildTestApp, call, listen, prepareTestData, testConfig } from './helper.js'
+import { bearer, buildTestApp, call, listen, prepareTestData, testConfig } from './helpers/app.js'
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 

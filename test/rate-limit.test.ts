@@ -1,6 +1,6 @@
 import t from 'tap'
 import { buildApp } from '../src/app.js'
-import { OPEN_QUEUE, activeToken, bearer, buildTestApp, call, listen, prepareTestData, testConfig } from './helper.js'
+import { OPEN_QUEUE, activeToken, bearer, buildTestApp, call, listen, prepareTestData, testConfig } from './helpers/app.js'
 
 const join = (base: string, userId: number) => call(base, 'POST', '/concert/wait', { body: { userId } })
 

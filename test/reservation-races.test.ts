@@ -1,5 +1,6 @@
 import t from 'tap'
-import { OPEN_QUEUE, activeToken, bearer, buildTestApp, call, ledgerMismatches, listen } from './helper.js'
+import { OPEN_QUEUE, activeToken, bearer, buildTestApp, call, listen } from './helpers/app.js'
+import { ledgerMismatches } from './helpers/invariants.js'
 
 const range = (from: number, count: number) => Array.from({ length: count }, (_, i) => from + i)
 

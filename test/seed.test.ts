@@ -1,7 +1,7 @@
 import t from 'tap'
 import { createDb, dropDatabase } from '../src/db/connection.js'
 import { prepareDatabase } from '../src/db/prepare.js'
-import { testConfig } from './helper.js'
+import { testConfig } from './helpers/app.js'
 
 t.test('hosts starting at once on an empty database seed it exactly once', async (t) => {
   const config = testConfig({ SEED_USERS: 300, SEED_DETAILS: 4, SEATS_PER_DETAIL: 30 })

@@ -6,7 +6,7 @@ import { buildApp } from '../src/app.js'
 import { parseMysqlUrl } from '../src/db/connection.js'
 import { SEED_CONCERT_ID, addSeats } from '../src/db/seed.js'
 import type { Database } from '../src/db/schema.js'
-import { OPEN_QUEUE, activeToken, bearer, buildTestApp, listen, prepareTestData, testConfig } from './helper.js'
+import { OPEN_QUEUE, activeToken, bearer, buildTestApp, listen, prepareTestData, testConfig } from './helpers/app.js'
 
 /** A new dated option of the seeded concert with `seats` seats; answers its id. */
 async function addHall(db: Kysely<Database>, seats: number): Promise<number> {

@@ -1,5 +1,6 @@
 import t from 'tap'
-import { buildTestApp, call, ledgerMismatches, listen } from './helper.js'
+import { buildTestApp, call, listen } from './helpers/app.js'
+import { ledgerMismatches } from './helpers/invariants.js'
 
 t.test('with shedding on, requests beyond the MySQL wait queue get a fast 503, the rest are served', async (t) => {
   // One connection and room for two waiters: of 60 simultaneous charges most must be turned away.

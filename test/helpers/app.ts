@@ -2,12 +2,12 @@ import { randomBytes } from 'node:crypto'
 import type { Test } from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { Redis } from 'ioredis'
-import { buildApp } from '../src/app.js'
-import { loadConfig, type Config } from '../src/config.js'
-import { createDb, dropDatabase, parseMysqlUrl } from '../src/db/connection.js'
-import { prepareDatabase } from '../src/db/prepare.js'
-import { sql, type Kysely } from 'kysely'
-import type { Database } from '../src/db/schema.js'
+import { buildApp } from '../../src/app.js'
+import { loadConfig, type Config } from '../../src/config.js'
+import { createDb, dropDatabase, parseMysqlUrl } from '../../src/db/connection.js'
+import { prepareDatabase } from '../../src/db/prepare.js'
+import type { Kysely } from 'kysely'
+import type { Database } from '../../src/db/schema.js'
 
 /**
  * A config of the test's own: a fresh database and Redis key prefix, so test files run in
@@ -66,17 +66,6 @@ export async function buildTestApp(t: Test, overrides: Record<string, string | n
   const app = await buildApp(config, { logger: false })
   t.teardown(() => app.close())
   return { app, db, config }
-}
-
-/** The ledger invariant: every balance equals its starting points plus the sum of its history. */
-export async function ledgerMismatches(db: Kysely<Database>) {
-  const rows = await db
-    .selectFrom('users')
-    .leftJoin('point_history', 'point_history.user_id', 'users.id')
-    .select(['users.id', 'users.point', 'users.starting_point', sql<number>`COALESCE(SUM(point_history.amount), 0)`.as('history')])
-    .groupBy(['users.id', 'users.point', 'users.starting_point'])
-    .execute()
-  return rows.filter((row) => Number(row.point) !== Number(row.starting_point) + Number(row.history) || Number(row.point) < 0)
 }
 
 /** Listens on a free port so tests can send real concurrent HTTP requests. */

@@ -1,11 +1,11 @@
 import { spawn } from 'node:child_process'
 import { resolve } from 'node:path'
 import type { Test } from 'tap'
-import { configToEnv, type Config } from '../src/config.js'
-import { freePort } from '../src/runtime/services.js'
-import { send } from './traffic-helper.js'
+import { configToEnv, type Config } from '../../src/config.js'
+import { freePort } from '../../src/runtime/services.js'
+import { send } from './traffic.js'
 
-const ROOT = resolve(import.meta.dirname, '..')
+const ROOT = resolve(import.meta.dirname, '../..')
 
 /** One line of the server's output: its pino fields when it was JSON, and the raw text. */
 export interface LogLine {

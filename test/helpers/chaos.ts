@@ -2,9 +2,9 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { createServer, connect, type Socket } from 'node:net'
 import type { Test } from 'tap'
 import { createConnection } from 'mysql2/promise'
-import type { Config } from '../src/config.js'
-import { parseMysqlUrl } from '../src/db/connection.js'
-import { freePort, redisAnswers } from '../src/runtime/services.js'
+import type { Config } from '../../src/config.js'
+import { parseMysqlUrl } from '../../src/db/connection.js'
+import { freePort, redisAnswers } from '../../src/runtime/services.js'
 
 const delay = (ms: number) => new Promise((done) => setTimeout(done, ms))
 

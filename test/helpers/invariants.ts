@@ -1,9 +1,19 @@
 import type { Test } from 'tap'
 import { sql, type Kysely } from 'kysely'
-import type { Config } from '../src/config.js'
-import { createDb, parseMysqlUrl } from '../src/db/connection.js'
-import type { Database } from '../src/db/schema.js'
-import { ledgerMismatches } from './helper.js'
+import type { Config } from '../../src/config.js'
+import { createDb, parseMysqlUrl } from '../../src/db/connection.js'
+import type { Database } from '../../src/db/schema.js'
+
+/** The ledger invariant: every balance equals its starting points plus the sum of its history. */
+export async function ledgerMismatches(db: Kysely<Database>) {
+  const rows = await db
+    .selectFrom('users')
+    .leftJoin('point_history', 'point_history.user_id', 'users.id')
+    .select(['users.id', 'users.point', 'users.starting_point', sql<number>`COALESCE(SUM(point_history.amount), 0)`.as('history')])
+    .groupBy(['users.id', 'users.point', 'users.starting_point'])
+    .execute()
+  return rows.filter((row) => Number(row.point) !== Number(row.starting_point) + Number(row.history) || Number(row.point) < 0)
+}
 
 /**
  * A connection to the test's database that does not select it as the session's database, so a
