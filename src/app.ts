@@ -60,6 +60,9 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     // Per-request lines only at debug: at info they would cost more than many handlers do.
     logController: new LogController({ disableRequestLogging: config.LOG_LEVEL !== 'debug' && config.LOG_LEVEL !== 'trace' }),
     schemaController: { compilersFactory: { buildValidator } },
+    // Starting the seat-map threads (each loads the code and opens MySQL connections) can take
+    // longer than Fastify's 10 s default on a busy machine.
+    pluginTimeout: 60_000,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
     routerOptions: { maxParamLength: 100 },

@@ -1,30 +1,7 @@
-import { sql, type Kysely } from 'kysely'
-import type { Database, SeatStatus } from '../db/schema.js'
-
-export interface Concert {
-  concertId: number
-  title: string
-  artist: string
-  venue: string
-}
-
-export interface ConcertOption {
-  concertDetailId: number
-  date: string
-  price: number
-  totalSeats: number
-  availableSeats: number
-}
-
-export interface SeatView {
-  seatNo: number
-  status: SeatStatus
-}
-
-// A hold past its held_until is free even before the sweeper resets the row: availability is
-// computed on the database clock, the same one the hold UPDATE uses.
-const effectiveStatus = sql<SeatStatus>`CASE WHEN status = 'HELD' AND held_until <= NOW(3) THEN 'AVAILABLE' ELSE status END`
-const isFree = sql<boolean>`(status = 'AVAILABLE' OR (status = 'HELD' AND held_until <= NOW(3)))`
+import type { Kysely } from 'kysely'
+import type { Database } from '../db/schema.js'
+import { seatIsFree, seatStatusNow } from '../reservations/seat-state.js'
+import type { Concert, ConcertOption, SeatView } from './schemas.js'
 
 export function createConcertRepository(db: Kysely<Database>) {
   return {
@@ -48,7 +25,7 @@ export function createConcertRepository(db: Kysely<Database>) {
               .selectFrom('seats')
               .select(eb.fn.countAll<number>().as('n'))
               .whereRef('seats.concert_detail_id', '=', 'd.id')
-              .where(isFree)
+              .where(seatIsFree)
               .as('available'),
           ])
           .where('d.concert_id', '=', concertId)
@@ -73,7 +50,7 @@ export function createConcertRepository(db: Kysely<Database>) {
     async seats(concertDetailId: number): Promise<SeatView[] | undefined> {
       const rows = await db
         .selectFrom('seats')
-        .select(['seat_no as seatNo', effectiveStatus.as('status')])
+        .select(['seat_no as seatNo', seatStatusNow.as('status')])
         .where('concert_detail_id', '=', concertDetailId)
         .orderBy('seat_no')
         .execute()
@@ -83,4 +60,3 @@ export function createConcertRepository(db: Kysely<Database>) {
   }
 }
 
-export type ConcertRepository = ReturnType<typeof createConcertRepository>

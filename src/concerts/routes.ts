@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { Static } from '@sinclair/typebox'
 import { AppError } from '../plugins/errors.js'
-import { createConcertRepository, type SeatView as Seat } from './repository.js'
+import { createConcertRepository } from './repository.js'
 import { createTtlCache } from './ttl-cache.js'
 import { Concert, ConcertOption, DetailParams, SeatView, bookableDaysSchema, concertSchema, optionsSchema, seatsSchema } from './schemas.js'
 
@@ -42,7 +42,7 @@ const concertRoutes: FastifyPluginAsyncTypebox = async (app) => {
   })
 
   // The reply may be the pool's JSON bytes, sent as they are, so the schema's reply type is widened.
-  type SeatMapRoute = { Params: Static<typeof DetailParams>; Reply: Seat[] | Buffer }
+  type SeatMapRoute = { Params: Static<typeof DetailParams>; Reply: SeatView[] | Buffer }
   app.get<SeatMapRoute>('/concert/seats/:concertDetailId', { schema: seatsSchema, preHandler: app.requireActive }, async (request, reply) => {
     const { concertDetailId } = request.params
     if ((await app.serializer.seatMapBuilder(concertDetailId)) === 'worker') {

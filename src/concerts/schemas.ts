@@ -1,13 +1,14 @@
-import { Type } from '@sinclair/typebox'
+import { Type, type Static } from '@sinclair/typebox'
 import { Id, errorResponses } from '../shared/schemas.js'
 
-export const ConcertParams = Type.Object({ concertId: Id('Concert id') })
+const ConcertParams = Type.Object({ concertId: Id('Concert id') })
 export const DetailParams = Type.Object({ concertDetailId: Id('Dated option (concert detail) id') })
 
 export const Concert = Type.Object(
   { concertId: Type.Integer(), title: Type.String(), artist: Type.String(), venue: Type.String() },
   { $id: 'Concert', title: 'Concert' },
 )
+export type Concert = Static<typeof Concert>
 
 export const ConcertOption = Type.Object(
   {
@@ -19,11 +20,13 @@ export const ConcertOption = Type.Object(
   },
   { $id: 'ConcertOption', title: 'ConcertOption' },
 )
+export type ConcertOption = Static<typeof ConcertOption>
 
 export const SeatView = Type.Object(
   { seatNo: Type.Integer(), status: Type.Union([Type.Literal('AVAILABLE'), Type.Literal('HELD'), Type.Literal('SOLD')]) },
   { $id: 'SeatView', title: 'SeatView' },
 )
+export type SeatView = Static<typeof SeatView>
 
 const security = [{ queueToken: [] }]
 const options = Type.Array(Type.Ref('ConcertOption'))

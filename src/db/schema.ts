@@ -1,4 +1,4 @@
-import type { ColumnType, Generated, Insertable, Selectable } from 'kysely'
+import type { ColumnType, Generated } from 'kysely'
 
 type CreatedAt = ColumnType<Date, Date | undefined, never>
 
@@ -91,8 +91,3 @@ export interface Database {
   payments: PaymentTable
   idempotency_keys: IdempotencyKeyTable
 }
-
-export type User = Selectable<UserTable>
-export type Seat = Selectable<SeatTable>
-export type NewSeat = Insertable<SeatTable>
-export type Reservation = Selectable<ReservationTable>

@@ -63,7 +63,7 @@ const unavailableCodes = new Set([
   'ER_CONNECTION_KILLED',
 ])
 
-export function isDependencyUnavailable(error: unknown): boolean {
+function isDependencyUnavailable(error: unknown): boolean {
   if (!(error instanceof Error)) return false
   const code = (error as { code?: unknown }).code
   if (typeof code === 'string' && unavailableCodes.has(code)) return true

@@ -5,11 +5,6 @@ import type { Database } from '../db/schema.js'
 import { AppError } from './errors.js'
 import { inTransaction } from '../db/transaction.js'
 
-export interface StoredResponse<T> {
-  statusCode: number
-  body: T
-}
-
 export interface IdempotentCall {
   /** What the key is unique within: the route and the caller. */
   scope: string
@@ -23,9 +18,9 @@ declare module 'fastify' {
      * Runs `work` in one transaction; with a key, the first answer is stored in that same
      * transaction, and a retry (even a concurrent one) gets it back instead of acting twice.
      */
-    idempotent: <T>(call: IdempotentCall, work: (trx: Transaction<Database>) => Promise<T>) => Promise<StoredResponse<T>>
+    idempotent: <T>(call: IdempotentCall, work: (trx: Transaction<Database>) => Promise<T>) => Promise<T>
     /** The stored answer of an earlier call with this key, if there was one. */
-    storedResponse: <T>(call: IdempotentCall) => Promise<StoredResponse<T> | undefined>
+    storedResponse: <T>(call: IdempotentCall) => Promise<T | undefined>
   }
 }
 
@@ -35,13 +30,13 @@ function hashRequest(request: unknown): string {
   return createHash('sha256').update(JSON.stringify(request)).digest('hex')
 }
 
-export async function runIdempotent<T>(
+async function runIdempotent<T>(
   db: Kysely<Database>,
   call: IdempotentCall,
   work: (trx: Transaction<Database>) => Promise<T>,
-): Promise<StoredResponse<T>> {
+): Promise<T> {
   const { key } = call
-  if (key === undefined) return { statusCode: 200, body: await inTransaction(db, work) }
+  if (key === undefined) return inTransaction(db, work)
   const requestHash = hashRequest(call.request)
   try {
     return await inTransaction(db, async (trx) => {
@@ -49,16 +44,16 @@ export async function runIdempotent<T>(
       // commit, fails as a duplicate and reads the stored answer. A failure rolls the claim back.
       await trx
         .insertInto('idempotency_keys')
-        .values({ scope: call.scope, idem_key: key, request_hash: requestHash, status_code: 0, response: '' })
+        .values({ scope: call.scope, idem_key: key, request_hash: requestHash, status_code: 200, response: '' })
         .execute()
       const body = await work(trx)
       await trx
         .updateTable('idempotency_keys')
-        .set({ status_code: 200, response: JSON.stringify(body) })
+        .set({ response: JSON.stringify(body) })
         .where('scope', '=', call.scope)
         .where('idem_key', '=', key)
         .execute()
-      return { statusCode: 200, body }
+      return body
     })
   } catch (error) {
     if ((error as { errno?: number }).errno !== ER_DUP_ENTRY) throw error
@@ -68,11 +63,11 @@ export async function runIdempotent<T>(
   return stored
 }
 
-export async function findStored<T>(db: Kysely<Database>, call: IdempotentCall): Promise<StoredResponse<T> | undefined> {
+async function findStored<T>(db: Kysely<Database>, call: IdempotentCall): Promise<T | undefined> {
   if (call.key === undefined) return undefined
   const stored = await db
     .selectFrom('idempotency_keys')
-    .select(['request_hash', 'status_code', 'response'])
+    .select(['request_hash', 'response'])
     .where('scope', '=', call.scope)
     .where('idem_key', '=', call.key)
     .executeTakeFirst()
@@ -80,7 +75,7 @@ export async function findStored<T>(db: Kysely<Database>, call: IdempotentCall):
   if (stored.request_hash !== hashRequest(call.request)) {
     throw new AppError(422, 'IDEMPOTENCY_KEY_REUSED', 'This Idempotency-Key was used with a different request')
   }
-  return { statusCode: stored.status_code, body: JSON.parse(stored.response) as T }
+  return JSON.parse(stored.response) as T
 }
 
 export default fp(

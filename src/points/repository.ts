@@ -1,27 +1,25 @@
 import { sql, type Kysely, type Transaction } from 'kysely'
 import type { Database } from '../db/schema.js'
 import { AppError } from '../plugins/errors.js'
+import type { PointBalance } from './schemas.js'
 
 type Db = Kysely<Database> | Transaction<Database>
 
-export interface Balance {
-  userId: number
-  point: number
-}
-
 export function createPointRepository(db: Kysely<Database>) {
   return {
-    async balance(userId: number): Promise<Balance | undefined> {
+    async balance(userId: number): Promise<PointBalance | undefined> {
       const row = await db.selectFrom('users').select(['id', 'point']).where('id', '=', userId).executeTakeFirst()
       return row && { userId: row.id, point: Number(row.point) }
     },
+
+    exists: (userId: number) => userExists(db, userId),
 
     /**
      * Adds `amount` and writes its history row; must run inside the caller's transaction.
      * Atomic: the conditional UPDATE both checks the balance cap and applies the change under
      * the row lock, so concurrent charges add up exactly (ledger invariant).
      */
-    async charge(trx: Transaction<Database>, userId: number, amount: number, maxBalance: number): Promise<Balance> {
+    async charge(trx: Transaction<Database>, userId: number, amount: number, maxBalance: number): Promise<PointBalance> {
       const result = await trx
         .updateTable('users')
         .set({ point: sql`point + ${amount}` })
@@ -29,8 +27,7 @@ export function createPointRepository(db: Kysely<Database>) {
         .where(sql<boolean>`point + ${amount} <= ${maxBalance}`)
         .executeTakeFirst()
       if (result.numUpdatedRows === 0n) {
-        const exists = await trx.selectFrom('users').select('id').where('id', '=', userId).executeTakeFirst()
-        if (!exists) throw new AppError(404, 'USER_NOT_FOUND', `User ${userId} not found`)
+        if (!(await userExists(trx, userId))) throw new AppError(404, 'USER_NOT_FOUND', `User ${userId} not found`)
         throw new AppError(409, 'BALANCE_LIMIT_EXCEEDED', `A balance may not exceed ${maxBalance} points`)
       }
       const point = await currentPoint(trx, userId)
@@ -40,9 +37,12 @@ export function createPointRepository(db: Kysely<Database>) {
   }
 }
 
+async function userExists(db: Db, userId: number): Promise<boolean> {
+  return !!(await db.selectFrom('users').select('id').where('id', '=', userId).executeTakeFirst())
+}
+
 export async function currentPoint(db: Db, userId: number): Promise<number> {
   const row = await db.selectFrom('users').select('point').where('id', '=', userId).executeTakeFirstOrThrow()
   return Number(row.point)
 }
 
-export type PointRepository = ReturnType<typeof createPointRepository>

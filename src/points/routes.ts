@@ -14,14 +14,14 @@ const pointRoutes: FastifyPluginAsyncTypebox = async (app) => {
     return balance
   })
 
-  app.patch('/point', { schema: chargePointSchema(MAX_CHARGE) }, async (request, reply) => {
+  app.patch('/point', { schema: chargePointSchema(MAX_CHARGE) }, async (request) => {
     const { userId, charge } = request.body
-    const result = await app.idempotent(
+    const balance = await app.idempotent(
       { scope: `charge:${userId}`, key: request.headers['idempotency-key'], request: { userId, charge } },
       (trx) => points.charge(trx, userId, charge, MAX_BALANCE),
     )
-    request.log.info({ userId, charge, point: result.body.point }, 'points charged')
-    return reply.code(result.statusCode as 200).send(result.body)
+    request.log.info({ userId, charge, point: balance.point }, 'points charged')
+    return balance
   })
 }
 

@@ -1,14 +1,15 @@
-import { Type } from '@sinclair/typebox'
+import { Type, type Static } from '@sinclair/typebox'
 import { ClassTag, Id, IdempotencyHeaders, errorResponses } from '../shared/schemas.js'
 
-export const UserParams = Type.Object({ userId: Id('User id') })
+const UserParams = Type.Object({ userId: Id('User id') })
 
 export const PointBalance = Type.Object(
   { userId: Type.Integer(), point: Type.Integer({ minimum: 0 }) },
   { $id: 'PointBalance', title: 'PointBalance' },
 )
+export type PointBalance = Static<typeof PointBalance>
 
-export function chargeBody(maxCharge: number) {
+function chargeBody(maxCharge: number) {
   return Type.Object(
     {
       userId: Id('User to charge'),

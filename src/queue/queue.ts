@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs'
 import type { Redis, Result } from 'ioredis'
+import type { Standing } from './schemas.js'
 
 type Pair = [number, number]
 
@@ -33,14 +34,8 @@ export function defineQueueCommands(redis: Redis): void {
   redis.defineCommand('queueLeave', { numberOfKeys: 2, lua: lua('leave') })
 }
 
-export type QueueState = 'ACTIVE' | 'WAITING' | 'NONE'
-
-export interface QueueStatus {
-  status: QueueState
-  /** 1-based place in line while waiting; 0 when active or not queued. */
-  position: number
-  etaSeconds: number
-}
+/** Where a user stands: admitted, in line (with a 1-based position), or in neither. */
+export type QueueStatus = Omit<Standing, 'userId'> | { status: 'NONE' }
 
 export interface QueueSettings {
   maxActive: number
@@ -64,7 +59,7 @@ export function createQueue(redis: Redis, key: (name: string) => string, setting
       const ticks = Math.ceil(position / settings.admitBatch)
       return { status: 'WAITING', position, etaSeconds: Math.ceil((ticks * settings.admitIntervalMs) / 1000) }
     }
-    return { status: 'NONE', position: 0, etaSeconds: 0 }
+    return { status: 'NONE' }
   }
 
   return {

@@ -1,7 +1,7 @@
-import { Type } from '@sinclair/typebox'
+import { Type, type Static } from '@sinclair/typebox'
 import { ClassTag, Id, errorResponses } from '../shared/schemas.js'
 
-export const JoinBody = Type.Object({ userId: Id('User joining the queue'), '@class': ClassTag }, { additionalProperties: false })
+const JoinBody = Type.Object({ userId: Id('User joining the queue'), '@class': ClassTag }, { additionalProperties: false })
 
 const State = Type.Union([Type.Literal('WAITING'), Type.Literal('ACTIVE')])
 const Position = Type.Integer({ minimum: 0, description: '1-based place in line while waiting; 0 once active' })
@@ -16,6 +16,7 @@ export const Standing = Type.Object(
   { userId: Type.Integer(), status: State, position: Position, etaSeconds: Eta },
   { $id: 'QueueStanding', title: 'QueueStanding' },
 )
+export type Standing = Static<typeof Standing>
 
 const security = [{ queueToken: [] }]
 

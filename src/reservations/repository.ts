@@ -3,27 +3,9 @@ import type { Database } from '../db/schema.js'
 import { AppError } from '../plugins/errors.js'
 import { inTransaction } from '../db/transaction.js'
 import { currentPoint } from '../points/repository.js'
+import type { Hold, Payment, SeatRef } from './schemas.js'
+import { holdHasLapsed, holdIsLive, seatIsFree } from './seat-state.js'
 
-export interface SeatRef {
-  userId: number
-  concertDetailId: number
-  seatNo: number
-}
-
-export interface Hold {
-  reservationId: number
-  concertDetailId: number
-  seatNo: number
-  heldUntil: string
-  price: number
-}
-
-export interface Payment {
-  reservationId: number
-  paymentId: number
-  amount: number
-  point: number
-}
 
 const seatNotFound = (ref: SeatRef) =>
   new AppError(404, 'SEAT_NOT_FOUND', `Seat ${ref.seatNo} of concert detail ${ref.concertDetailId} does not exist`)
@@ -61,7 +43,7 @@ export function createReservationRepository(db: Kysely<Database>) {
           })
           .where('concert_detail_id', '=', ref.concertDetailId)
           .where('seat_no', '=', ref.seatNo)
-          .where(sql<boolean>`(status = 'AVAILABLE' OR (status = 'HELD' AND held_until <= NOW(3)))`)
+          .where(seatIsFree)
           .executeTakeFirst()
         if (claim.numUpdatedRows === 0n) return undefined
 
@@ -92,10 +74,10 @@ export function createReservationRepository(db: Kysely<Database>) {
       if (claimed) return claimed
 
       const seat = await seatOf(db, ref)
-        .select(['status', 'user_id', 'reservation_id', sql<number>`held_until > NOW(3)`.as('live')])
+        .select(['status', 'user_id', 'reservation_id', holdIsLive.as('live')])
         .executeTakeFirst()
       if (!seat) throw seatNotFound(ref)
-      if (seat.status === 'HELD' && seat.user_id === ref.userId && Number(seat.live) === 1 && seat.reservation_id) {
+      if (Number(seat.live) === 1 && seat.user_id === ref.userId && seat.reservation_id) {
         return holdOf(db, seat.reservation_id)
       }
       throw new AppError(409, 'SEAT_TAKEN', `Seat ${ref.seatNo} is already ${seat.status === 'SOLD' ? 'sold' : 'held'}`)
@@ -108,7 +90,7 @@ export function createReservationRepository(db: Kysely<Database>) {
      */
     async pay(trx: Transaction<Database>, ref: SeatRef): Promise<Payment> {
       const seat = await seatOf(trx, ref)
-        .select(['id', 'status', 'user_id', 'reservation_id', sql<number>`held_until > NOW(3)`.as('live')])
+        .select(['id', 'status', 'user_id', 'reservation_id', holdIsLive.as('live')])
         .forUpdate()
         .executeTakeFirst()
       if (!seat) throw seatNotFound(ref)
@@ -169,14 +151,13 @@ export function createReservationRepository(db: Kysely<Database>) {
           .limit(limit)
           .execute()
         return sql`
-          UPDATE seats s JOIN reservations r ON r.id = s.reservation_id
-          SET s.status = 'AVAILABLE', s.user_id = NULL, s.reservation_id = NULL, s.held_until = NULL,
+          UPDATE seats JOIN reservations r ON r.id = seats.reservation_id
+          SET seats.status = 'AVAILABLE', seats.user_id = NULL, seats.reservation_id = NULL, seats.held_until = NULL,
               r.status = IF(r.status = 'HELD', 'EXPIRED', r.status)
-          WHERE s.status = 'HELD' AND s.held_until <= NOW(3)`.execute(trx)
+          WHERE ${holdHasLapsed}`.execute(trx)
       })
       return Number(result.numAffectedRows ?? 0n)
     },
   }
 }
 
-export type ReservationRepository = ReturnType<typeof createReservationRepository>

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { assertSameUser } from '../plugins/auth.js'
 import { perUserRateLimit } from '../plugins/rate-limit.js'
-import { createReservationRepository, type Payment as PaymentResult } from './repository.js'
+import { createReservationRepository } from './repository.js'
 import { Hold, Payment, holdSchema, paySchema } from './schemas.js'
 
 const reservationRoutes: FastifyPluginAsyncTypebox = async (app) => {
@@ -24,27 +24,27 @@ const reservationRoutes: FastifyPluginAsyncTypebox = async (app) => {
   })
 
   const payLimit = perUserRateLimit(app.config.RATE_LIMIT_PAY_PER_MIN)
-  app.post('/concert/reservation/days', { schema: paySchema, preHandler: app.authenticate, config: { rateLimit: payLimit } }, async (request, reply) => {
+  app.post('/concert/reservation/days', { schema: paySchema, preHandler: app.authenticate, config: { rateLimit: payLimit } }, async (request) => {
     const { userId, concertDetailId, seatNo } = request.body
     assertSameUser(request, userId)
     const ref = { userId, concertDetailId, seatNo }
     const call = { scope: `pay:${userId}`, key: request.headers['idempotency-key'], request: ref }
     // A retry after success must get the first answer, though paying already gave up the slot.
-    const replay = await app.storedResponse<PaymentResult>(call)
-    if (replay) return reply.code(replay.statusCode as 200).send(replay.body)
+    const replay = await app.storedResponse<Payment>(call)
+    if (replay) return replay
     await app.assertActive(userId)
     // A concurrent retry with the same key gets the first answer without paying: count only ours.
     let paid = false
-    const result = await app.idempotent(call, async (trx) => {
-      const payment = await reservations.pay(trx, ref)
+    const payment = await app.idempotent(call, async (trx) => {
+      const result = await reservations.pay(trx, ref)
       paid = true
-      return payment
+      return result
     })
     if (paid) app.metrics.payments.inc()
-    request.log.info({ ...ref, ...result.body }, 'reservation paid')
+    request.log.info({ ...ref, ...payment }, 'reservation paid')
     // The booking is done: free the slot so the next user in line can be admitted.
     await app.queue.leave(userId).catch((error) => request.log.warn({ err: error, userId }, 'could not release queue slot'))
-    return reply.code(result.statusCode as 200).send(result.body)
+    return payment
   })
 }
 

@@ -1,7 +1,7 @@
-import { Type } from '@sinclair/typebox'
+import { Type, type Static } from '@sinclair/typebox'
 import { ClassTag, Id, IdempotencyHeaders, errorResponses } from '../shared/schemas.js'
 
-export const SeatBody = Type.Object(
+const SeatBody = Type.Object(
   {
     userId: Id('The caller; must match the token'),
     concertDetailId: Id('Dated option'),
@@ -10,6 +10,8 @@ export const SeatBody = Type.Object(
   },
   { additionalProperties: false },
 )
+/** Which seat, for whom: the body without its ignored type tag. */
+export type SeatRef = Omit<Static<typeof SeatBody>, '@class'>
 
 export const Hold = Type.Object(
   {
@@ -21,11 +23,13 @@ export const Hold = Type.Object(
   },
   { $id: 'Hold', title: 'Hold' },
 )
+export type Hold = Static<typeof Hold>
 
 export const Payment = Type.Object(
   { reservationId: Type.Integer(), paymentId: Type.Integer(), amount: Type.Integer(), point: Type.Integer({ description: 'Balance after paying' }) },
   { $id: 'Payment', title: 'Payment' },
 )
+export type Payment = Static<typeof Payment>
 
 const security = [{ queueToken: [] }]
 

@@ -40,7 +40,7 @@ function findBinary(...names: string[]): string | undefined {
   return undefined
 }
 
-export async function mysqlAnswers(url: string): Promise<boolean> {
+async function mysqlAnswers(url: string): Promise<boolean> {
   const { serverUrl } = parseMysqlUrl(url)
   try {
     const connection = await createConnection({ uri: serverUrl, connectTimeout: 1500 })

@@ -14,7 +14,7 @@ export const IdempotencyHeaders = Type.Object({
   ),
 })
 
-export const ErrorRef = Type.Ref('ErrorResponse')
+const ErrorRef = Type.Ref('ErrorResponse')
 
 /** The error responses a route can give, all of the one error shape. */
 export function errorResponses(...codes: number[]) {
