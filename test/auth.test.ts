@@ -1,6 +1,7 @@
 import t from 'tap'
 import { createHmac } from 'node:crypto'
-import { OPEN_QUEUE, activeToken, bearer, buildTestApp, call, listen } from './helpers/app.js'
+import { OPEN_QUEUE, activeToken, buildTestApp, listen } from './helpers/app.js'
+import { bearer, send } from './helpers/http.js'
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
@@ -16,7 +17,7 @@ t.test('queue tokens', async (t) => {
   const base = await listen(app)
   const token = await activeToken(base, 5)
   await activeToken(base, 6)
-  const seats = (headers: Record<string, string>) => call(base, 'GET', '/concert/seats/1', { headers })
+  const seats = (headers: Record<string, string>) => send(base, 'GET', '/concert/seats/1', { headers })
   const now = Math.floor(Date.now() / 1000)
 
   t.equal((await seats(bearer(token))).status, 200, 'the real token opens the booking pages')
@@ -42,10 +43,10 @@ t.test('queue tokens', async (t) => {
     t.equal(res.body.code, code, `${name}: ${code}`)
   }
 
-  const hold = await call(base, 'PATCH', '/concert/seat', { body: { userId: 6, concertDetailId: 1, seatNo: 9 }, headers: bearer(token) })
+  const hold = await send(base, 'PATCH', '/concert/seat', { body: { userId: 6, concertDetailId: 1, seatNo: 9 }, headers: bearer(token) })
   t.equal(hold.status, 403, "user 5's token cannot hold a seat for user 6")
   t.equal(hold.body.code, 'USER_MISMATCH')
-  const pay = await call(base, 'POST', '/concert/reservation/days', { body: { userId: 6, concertDetailId: 1, seatNo: 9 }, headers: bearer(token) })
+  const pay = await send(base, 'POST', '/concert/reservation/days', { body: { userId: 6, concertDetailId: 1, seatNo: 9 }, headers: bearer(token) })
   t.equal(pay.status, 403, "user 5's token cannot pay for user 6")
   t.equal(pay.body.code, 'USER_MISMATCH')
 
@@ -58,18 +59,18 @@ t.test('queue tokens', async (t) => {
 t.test('AUTH_MODE=user-id accepts the bare user id the original scripts send', async (t) => {
   const { app } = await buildTestApp(t, { ...OPEN_QUEUE, AUTH_MODE: 'user-id' })
   const base = await listen(app)
-  const joined = await call(base, 'POST', '/concert/wait', { body: { userId: 8, '@class': 'queueReq' } })
+  const joined = await send(base, 'POST', '/concert/wait', { body: { userId: 8, '@class': 'queueReq' } })
   t.equal(joined.status, 200)
   await activeToken(base, 8)
-  const days = await call(base, 'GET', '/concert/reservation/days/1', { headers: { authorization: '8' } })
+  const days = await send(base, 'GET', '/concert/reservation/days/1', { headers: { authorization: '8' } })
   t.equal(days.status, 200)
-  const hold = await call(base, 'PATCH', '/concert/seat', { body: { userId: 8, concertDetailId: 1, seatNo: 3, '@class': 'concertSeat' }, headers: { authorization: '8' } })
+  const hold = await send(base, 'PATCH', '/concert/seat', { body: { userId: 8, concertDetailId: 1, seatNo: 3, '@class': 'concertSeat' }, headers: { authorization: '8' } })
   t.equal(hold.status, 200)
-  const other = await call(base, 'PATCH', '/concert/seat', { body: { userId: 9, concertDetailId: 1, seatNo: 4 }, headers: { authorization: '8' } })
+  const other = await send(base, 'PATCH', '/concert/seat', { body: { userId: 9, concertDetailId: 1, seatNo: 4 }, headers: { authorization: '8' } })
   t.equal(other.status, 403, 'the bare id still has to match the body')
-  const notQueued = await call(base, 'GET', '/concert/seats/1', { headers: { authorization: '42' } })
+  const notQueued = await send(base, 'GET', '/concert/seats/1', { headers: { authorization: '42' } })
   t.equal(notQueued.status, 403, 'a user the queue never admitted is refused')
   t.equal(notQueued.body.code, 'NOT_IN_QUEUE')
-  const token = await call(base, 'GET', '/concert/seats/1', { headers: bearer(joined.body.token) })
+  const token = await send(base, 'GET', '/concert/seats/1', { headers: bearer(joined.body.token) })
   t.equal(token.status, 200, 'tokens keep working in user-id mode')
 })

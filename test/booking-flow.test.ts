@@ -1,55 +1,56 @@
 import t from 'tap'
-import { OPEN_QUEUE, activeToken, bearer, buildTestApp, call, listen } from './helpers/app.js'
+import { OPEN_QUEUE, activeToken, buildTestApp, listen } from './helpers/app.js'
 import { ledgerMismatches } from './helpers/invariants.js'
+import { bearer, send } from './helpers/http.js'
 
 t.test('one user books a seat end to end through HTTP', async (t) => {
   const { app, db, config } = await buildTestApp(t, { ...OPEN_QUEUE, SEED_POINTS: 120_000, SEAT_PRICE: 50_000 })
   const base = await listen(app)
   const userId = 11
 
-  const joined = await call(base, 'POST', '/concert/wait', { body: { userId, '@class': 'queueReq' } })
+  const joined = await send(base, 'POST', '/concert/wait', { body: { userId, '@class': 'queueReq' } })
   t.equal(joined.status, 200)
   t.match(joined.body, { token: String, status: /^(WAITING|ACTIVE)$/, position: Number, etaSeconds: Number })
   const token = await activeToken(base, userId)
-  t.same((await call(base, 'GET', '/concert/wait', { headers: bearer(token) })).body, { userId, status: 'ACTIVE', position: 0, etaSeconds: 0 })
+  t.same((await send(base, 'GET', '/concert/wait', { headers: bearer(token) })).body, { userId, status: 'ACTIVE', position: 0, etaSeconds: 0 })
 
-  const concert = await call(base, 'GET', '/concert/1')
+  const concert = await send(base, 'GET', '/concert/1')
   t.same(concert.body, { concertId: 1, title: 'Seatrush Live', artist: 'The Queue', venue: 'Main Hall' })
-  const options = await call(base, 'GET', '/concerts/1')
+  const options = await send(base, 'GET', '/concerts/1')
   t.equal(options.body.length, config.SEED_DETAILS)
   t.match(options.body[0], { concertDetailId: Number, date: String, price: 50_000, totalSeats: 50, availableSeats: 50 })
 
-  const days = await call(base, 'GET', '/concert/reservation/days/1', { headers: bearer(token) })
+  const days = await send(base, 'GET', '/concert/reservation/days/1', { headers: bearer(token) })
   t.equal(days.status, 200)
   t.equal(days.body.length, config.SEED_DETAILS)
   const detailId: number = days.body[0].concertDetailId
 
-  const seats = await call(base, 'GET', `/concert/seats/${detailId}`, { headers: { authorization: token } })
+  const seats = await send(base, 'GET', `/concert/seats/${detailId}`, { headers: { authorization: token } })
   t.equal(seats.status, 200, 'a bare token works as well as Bearer')
   t.equal(seats.body.length, 50)
   t.same(seats.body[6], { seatNo: 7, status: 'AVAILABLE' })
 
   const seat = { userId, concertDetailId: detailId, seatNo: 7, '@class': 'concertSeat' }
-  const hold = await call(base, 'PATCH', '/concert/seat', { body: seat, headers: bearer(token) })
+  const hold = await send(base, 'PATCH', '/concert/seat', { body: seat, headers: bearer(token) })
   t.equal(hold.status, 200)
   t.match(hold.body, { reservationId: Number, concertDetailId: detailId, seatNo: 7, price: 50_000, heldUntil: String })
   const heldFor = Date.parse(hold.body.heldUntil) - Date.now()
   t.ok(heldFor > config.HOLD_TTL_MS - 60_000 && heldFor <= config.HOLD_TTL_MS + 5_000, 'held for about HOLD_TTL_MS')
-  const again = await call(base, 'PATCH', '/concert/seat', { body: seat, headers: bearer(token) })
+  const again = await send(base, 'PATCH', '/concert/seat', { body: seat, headers: bearer(token) })
   t.same(again.body, hold.body, 'holding a seat you hold answers the same hold')
 
-  const seatMap = await call(base, 'GET', `/concert/seats/${detailId}`, { headers: bearer(token) })
+  const seatMap = await send(base, 'GET', `/concert/seats/${detailId}`, { headers: bearer(token) })
   t.same(seatMap.body[6], { seatNo: 7, status: 'HELD' })
 
-  const paid = await call(base, 'POST', '/concert/reservation/days', { body: seat, headers: { ...bearer(token), 'idempotency-key': 'pay-11' } })
+  const paid = await send(base, 'POST', '/concert/reservation/days', { body: seat, headers: { ...bearer(token), 'idempotency-key': 'pay-11' } })
   t.equal(paid.status, 200)
   t.same(paid.body, { reservationId: hold.body.reservationId, paymentId: paid.body.paymentId, amount: 50_000, point: 70_000 })
 
-  const retry = await call(base, 'POST', '/concert/reservation/days', { body: seat, headers: { ...bearer(token), 'idempotency-key': 'pay-11' } })
+  const retry = await send(base, 'POST', '/concert/reservation/days', { body: seat, headers: { ...bearer(token), 'idempotency-key': 'pay-11' } })
   t.same(retry.body, paid.body, 'a retry with the same key answers the first payment')
   t.equal(retry.status, 200)
 
-  t.same((await call(base, 'GET', `/point/${userId}`)).body, { userId, point: 70_000 })
+  t.same((await send(base, 'GET', `/point/${userId}`)).body, { userId, point: 70_000 })
   const seatRow = await db.selectFrom('seats').selectAll().where('concert_detail_id', '=', detailId).where('seat_no', '=', 7).executeTakeFirstOrThrow()
   t.match(seatRow, { status: 'SOLD', user_id: userId, reservation_id: hold.body.reservationId })
   const reservation = await db.selectFrom('reservations').selectAll().where('id', '=', hold.body.reservationId).executeTakeFirstOrThrow()
@@ -63,18 +64,18 @@ t.test('one user books a seat end to end through HTTP', async (t) => {
   t.match(history[0], { kind: 'PAYMENT', amount: -50_000, balance_after: 70_000, reservation_id: hold.body.reservationId })
   t.same(await ledgerMismatches(db), [])
 
-  const standing = await call(base, 'GET', '/concert/wait', { headers: bearer(token) })
+  const standing = await send(base, 'GET', '/concert/wait', { headers: bearer(token) })
   t.equal(standing.status, 404, 'paying released the queue slot')
   t.equal(standing.body.code, 'NOT_IN_QUEUE')
-  const afterwards = await call(base, 'GET', `/concert/seats/${detailId}`, { headers: bearer(token) })
+  const afterwards = await send(base, 'GET', `/concert/seats/${detailId}`, { headers: bearer(token) })
   t.equal(afterwards.status, 403, 'the token no longer opens the booking pages')
   t.equal(afterwards.body.code, 'NOT_IN_QUEUE')
 
-  const options2 = await call(base, 'GET', '/concerts/1')
+  const options2 = await send(base, 'GET', '/concerts/1')
   const option = options2.body.find((o: { concertDetailId: number }) => o.concertDetailId === detailId)
   t.ok(option.availableSeats === 49 || option.availableSeats === 50, 'availability honest within the cache bound')
   await new Promise((resolve) => setTimeout(resolve, config.CONCERT_CACHE_MS + 50))
-  const fresh = (await call(base, 'GET', '/concerts/1')).body.find((o: { concertDetailId: number }) => o.concertDetailId === detailId)
+  const fresh = (await send(base, 'GET', '/concerts/1')).body.find((o: { concertDetailId: number }) => o.concertDetailId === detailId)
   t.equal(fresh.availableSeats, 49, 'after CONCERT_CACHE_MS the sold seat is counted')
 })
 
@@ -87,26 +88,26 @@ t.test('concert reads and their refusals', async (t) => {
     ['/concert/999', 'CONCERT_NOT_FOUND'],
     ['/concerts/999', 'CONCERT_NOT_FOUND'],
   ] as const) {
-    const res = await call(base, 'GET', path)
+    const res = await send(base, 'GET', path)
     t.equal(res.status, 404, path)
     t.same(res.body, { statusCode: 404, error: 'Not Found', message: 'Concert 999 not found', code })
   }
-  t.equal((await call(base, 'GET', '/concert/reservation/days/999', { headers: bearer(token) })).body.code, 'CONCERT_NOT_FOUND')
-  const noDetail = await call(base, 'GET', '/concert/seats/999', { headers: bearer(token) })
+  t.equal((await send(base, 'GET', '/concert/reservation/days/999', { headers: bearer(token) })).body.code, 'CONCERT_NOT_FOUND')
+  const noDetail = await send(base, 'GET', '/concert/seats/999', { headers: bearer(token) })
   t.equal(noDetail.status, 404)
   t.equal(noDetail.body.code, 'CONCERT_DETAIL_NOT_FOUND')
   for (const path of ['/concert/0', '/concerts/abc', '/concert/-3', '/concerts/1.5', '/concert/12345678901234']) {
-    t.equal((await call(base, 'GET', path)).status, 400, path)
+    t.equal((await send(base, 'GET', path)).status, 400, path)
   }
-  const missingSeat = await call(base, 'PATCH', '/concert/seat', { body: { userId: 3, concertDetailId: 1, seatNo: 51 }, headers: bearer(token) })
+  const missingSeat = await send(base, 'PATCH', '/concert/seat', { body: { userId: 3, concertDetailId: 1, seatNo: 51 }, headers: bearer(token) })
   t.equal(missingSeat.status, 404)
   t.equal(missingSeat.body.code, 'SEAT_NOT_FOUND')
-  const badBody = await call(base, 'PATCH', '/concert/seat', { body: { userId: 3, concertDetailId: 1, seatNo: '7' }, headers: bearer(token) })
+  const badBody = await send(base, 'PATCH', '/concert/seat', { body: { userId: 3, concertDetailId: 1, seatNo: '7' }, headers: bearer(token) })
   t.equal(badBody.status, 400)
-  const unknownUser = await call(base, 'POST', '/concert/wait', { body: { userId: 99_999 } })
+  const unknownUser = await send(base, 'POST', '/concert/wait', { body: { userId: 99_999 } })
   t.equal(unknownUser.status, 404)
   t.equal(unknownUser.body.code, 'USER_NOT_FOUND')
-  const route = await call(base, 'GET', '/no/such/route')
+  const route = await send(base, 'GET', '/no/such/route')
   t.equal(route.status, 404)
   t.equal(route.body.code, 'ROUTE_NOT_FOUND')
 })

@@ -2,7 +2,8 @@ import { request as httpRequest } from 'node:http'
 import t from 'tap'
 import { prepareTestData, testConfig } from './helpers/app.js'
 import { ledgerMismatches } from './helpers/invariants.js'
-import { isAlive, request, startServer, type HttpResult } from './helpers/server-process.js'
+import { isAlive, startServer } from './helpers/server-process.js'
+import { send, type Reply } from './helpers/http.js'
 
 const delay = (ms: number) => new Promise((done) => setTimeout(done, ms))
 
@@ -19,7 +20,7 @@ t.test('a worker killed with SIGKILL is replaced and the server keeps answering'
     while (loading) {
       const startedAt = Date.now()
       try {
-        const res = await request(server.baseUrl, 'GET', '/point/1', { timeoutMs: 3000 })
+        const res = await send(server.baseUrl, 'GET', '/point/1', { timeoutMs: 3000 })
         results.push({ startedAt, status: res.status })
       } catch (error) {
         results.push({ startedAt, error: (error as Error).message })
@@ -68,7 +69,7 @@ t.test('a worker killed with SIGKILL is replaced and the server keeps answering'
   const answering = new Set<number>()
   const deadline = Date.now() + 5000
   while (answering.size < 2 && Date.now() < deadline) {
-    const health = await request(server.baseUrl, 'GET', '/health')
+    const health = await send(server.baseUrl, 'GET', '/health')
     t.equal(health.status, 200)
     answering.add(health.body.pid)
   }
@@ -98,13 +99,13 @@ t.test('SIGTERM lets a slow in-flight request finish, then the server exits 0', 
     agent: false,
     headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
   })
-  const answer = new Promise<HttpResult>((done, fail) => {
+  const answer = new Promise<Reply>((done, fail) => {
     slow.on('error', fail)
     slow.on('response', (res) => {
       let text = ''
       res.setEncoding('utf8')
       res.on('data', (chunk: string) => (text += chunk))
-      res.on('end', () => done({ status: res.statusCode ?? 0, body: JSON.parse(text) }))
+      res.on('end', () => done({ status: res.statusCode ?? 0, headers: res.headers, body: JSON.parse(text) }))
     })
   })
   let answered = false
@@ -126,7 +127,7 @@ t.test('SIGTERM lets a slow in-flight request finish, then the server exits 0', 
   const refuseDeadline = Date.now() + 3000
   while (!refused && Date.now() < refuseDeadline) {
     try {
-      const res = await request(server.baseUrl, 'GET', '/point/1', { timeoutMs: 1000 })
+      const res = await send(server.baseUrl, 'GET', '/point/1', { timeoutMs: 1000 })
       if (res.status === 503) refused = '503'
     } catch (error) {
       refused = (error as NodeJS.ErrnoException).code ?? (error as Error).message
@@ -159,7 +160,7 @@ t.test('SIGINT to the whole process group drains cleanly', async (t) => {
   const config = testConfig({ WORKERS: 2, SEED_USERS: 50 })
   await prepareTestData(t, config)
   const server = await startServer(t, config)
-  t.equal((await request(server.baseUrl, 'GET', '/point/1')).status, 200)
+  t.equal((await send(server.baseUrl, 'GET', '/point/1')).status, 200)
 
   // What Ctrl-C in a terminal does: every process of the group gets SIGINT at once.
   process.kill(-server.pid, 'SIGINT')

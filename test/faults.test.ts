@@ -6,7 +6,8 @@ import { OPEN_QUEUE, activeToken, prepareTestData, testConfig } from './helpers/
 import { isAlive, startServer, type ServerProcess } from './helpers/server-process.js'
 import { assertInvariants, observerDb } from './helpers/invariants.js'
 import { appConnectionKiller, mysqlTarget, mysqlUrlVia, startPrivateRedis, startTcpProxy } from './helpers/chaos.js'
-import { SeatPool, Traffic, buySeat, delay, eachConcurrently, hasErrorShape, range, send, type Outcome, type Purchase, type Reply } from './helpers/traffic.js'
+import { SeatPool, Traffic, buySeat, delay, eachConcurrently, hasErrorShape, range, type Outcome, type Purchase } from './helpers/traffic.js'
+import { send, type Reply } from './helpers/http.js'
 
 // Every test here runs real cluster processes under concurrent traffic, injects one fault, and
 // ends with the PRODUCT.md invariants checked in the database. Clients retry a lost answer or a

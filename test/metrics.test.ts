@@ -1,8 +1,9 @@
 import t from 'tap'
 import { Redis } from 'ioredis'
 import { redisKey } from '../src/plugins/redis.js'
-import { OPEN_QUEUE, activeToken, bearer, buildTestApp, call, listen, prepareTestData, testConfig } from './helpers/app.js'
-import { request, startServer } from './helpers/server-process.js'
+import { OPEN_QUEUE, activeToken, buildTestApp, listen, prepareTestData, testConfig } from './helpers/app.js'
+import { startServer } from './helpers/server-process.js'
+import { bearer, send } from './helpers/http.js'
 
 const SAMPLE = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/
 
@@ -30,22 +31,22 @@ t.test('GET /metrics counts requests by route pattern and status, and each hold 
   const base = await listen(app)
   const userId = 5
   const token = await activeToken(base, userId)
-  const concertDetailId: number = (await call(base, 'GET', '/concerts/1')).body[0].concertDetailId
+  const concertDetailId: number = (await send(base, 'GET', '/concerts/1')).body[0].concertDetailId
   const seat = { userId, concertDetailId, seatNo: 3 }
-  t.equal((await call(base, 'PATCH', '/concert/seat', { body: seat, headers: bearer(token) })).status, 200)
-  const pay = () => call(base, 'POST', '/concert/reservation/days', { body: seat, headers: { ...bearer(token), 'idempotency-key': 'pay-5' } })
+  t.equal((await send(base, 'PATCH', '/concert/seat', { body: seat, headers: bearer(token) })).status, 200)
+  const pay = () => send(base, 'POST', '/concert/reservation/days', { body: seat, headers: { ...bearer(token), 'idempotency-key': 'pay-5' } })
   t.equal((await pay()).status, 200)
   t.equal((await pay()).status, 200, 'the retry answers the first payment')
-  for (let i = 0; i < 3; i++) t.equal((await call(base, 'GET', '/point/1')).status, 200)
-  t.equal((await call(base, 'GET', '/point/99999')).status, 404)
-  t.equal((await call(base, 'GET', '/no/such/route')).status, 404)
+  for (let i = 0; i < 3; i++) t.equal((await send(base, 'GET', '/point/1')).status, 200)
+  t.equal((await send(base, 'GET', '/point/99999')).status, 404)
+  t.equal((await send(base, 'GET', '/no/such/route')).status, 404)
   // Paying gave up user 5's slot; user 6 takes one, so the gauge has something to show.
   await activeToken(base, 6)
 
-  const res = await fetch(`${base}/metrics`)
+  const res = await send(base, 'GET', '/metrics')
   t.equal(res.status, 200)
-  t.match(res.headers.get('content-type'), /^text\/plain; version=0\.0\.4/)
-  const text = await res.text()
+  t.match(res.headers['content-type'], /^text\/plain; version=0\.0\.4/)
+  const text: string = res.body
   t.same(unparsable(text), [], 'every line is a comment or a sample')
 
   t.equal(sample(text, 'seatrush_holds_total'), 1)
@@ -104,14 +105,14 @@ t.test('in the cluster, GET /metrics sums every worker and reads the queue once'
   const N = 20
   const pids = new Set<number>()
   for (let i = 0; i < N; i++) {
-    const health = await request(server.baseUrl, 'GET', '/health')
+    const health = await send(server.baseUrl, 'GET', '/health')
     t.equal(health.status, 200)
     pids.add(health.body.pid)
   }
   t.equal(pids.size, 2, 'both workers answered')
 
   // One slot: user 1 is admitted, users 2 and 3 wait.
-  for (const userId of [1, 2, 3]) t.equal((await request(server.baseUrl, 'POST', '/concert/wait', { body: { userId } })).status, 200)
+  for (const userId of [1, 2, 3]) t.equal((await send(server.baseUrl, 'POST', '/concert/wait', { body: { userId } })).status, 200)
   const redis = new Redis(config.REDIS_URL)
   t.teardown(() => redis.disconnect())
   const deadline = Date.now() + 5000
@@ -121,7 +122,7 @@ t.test('in the cluster, GET /metrics sums every worker and reads the queue once'
 
   // Each scrape reaches one worker; both must answer for the whole cluster.
   for (let scrape = 0; scrape < 2; scrape++) {
-    const res = await request(server.baseUrl, 'GET', '/metrics')
+    const res = await send(server.baseUrl, 'GET', '/metrics')
     t.equal(res.status, 200)
     const text: string = res.body
     t.same(unparsable(text), [])

@@ -4,7 +4,8 @@ import { redisKey } from '../src/plugins/redis.js'
 import { prepareTestData, testConfig } from './helpers/app.js'
 import { startServer, type ServerProcess } from './helpers/server-process.js'
 import { assertInvariants } from './helpers/invariants.js'
-import { delay, range, send, type Reply } from './helpers/traffic.js'
+import { delay, range } from './helpers/traffic.js'
+import { send, type Reply } from './helpers/http.js'
 
 // Two independent server processes (each its own cluster primary, port and workers) on one
 // MySQL database and one Redis key prefix: two app hosts behind a load balancer, on one machine.

@@ -1,6 +1,7 @@
 import t from 'tap'
 import { buildApp } from '../src/app.js'
-import { bearer, buildTestApp, call, listen, prepareTestData, testConfig } from './helpers/app.js'
+import { buildTestApp, listen, prepareTestData, testConfig } from './helpers/app.js'
+import { bearer, send } from './helpers/http.js'
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
@@ -8,9 +9,9 @@ t.test('one user enqueued 50 times at once: one queue entry, one position', asyn
   // MAX_ACTIVE 1 with user 1 holding the slot keeps everyone else waiting.
   const { app } = await buildTestApp(t, { MAX_ACTIVE: 1, ADMIT_BATCH: 1, ADMIT_INTERVAL_MS: 50 })
   const base = await listen(app)
-  await call(base, 'POST', '/concert/wait', { body: { userId: 1 } })
+  await send(base, 'POST', '/concert/wait', { body: { userId: 1 } })
   await sleep(150)
-  const responses = await Promise.all(Array.from({ length: 50 }, () => call(base, 'POST', '/concert/wait', { body: { userId: 7 } })))
+  const responses = await Promise.all(Array.from({ length: 50 }, () => send(base, 'POST', '/concert/wait', { body: { userId: 7 } })))
   t.same([...new Set(responses.map((r) => r.status))], [200])
   t.same([...new Set(responses.map((r) => `${r.body.status}@${r.body.position}`))], ['WAITING@1'])
   t.equal(await app.redis.zcard(app.redisKey('waiting')), 1)
@@ -20,11 +21,11 @@ t.test('one user enqueued 50 times at once: one queue entry, one position', asyn
 t.test('positions follow arrival and the ETA follows from rank, batch and interval', async (t) => {
   const { app } = await buildTestApp(t, { MAX_ACTIVE: 1, ADMIT_BATCH: 2, ADMIT_INTERVAL_MS: 3000 })
   const base = await listen(app)
-  await call(base, 'POST', '/concert/wait', { body: { userId: 1 } })
+  await send(base, 'POST', '/concert/wait', { body: { userId: 1 } })
   const deadline = Date.now() + 7000
   while ((await app.queue.status(1)).status !== 'ACTIVE' && Date.now() < deadline) await sleep(50)
   const standings = []
-  for (const userId of [20, 21, 22, 23, 24]) standings.push((await call(base, 'POST', '/concert/wait', { body: { userId } })).body)
+  for (const userId of [20, 21, 22, 23, 24]) standings.push((await send(base, 'POST', '/concert/wait', { body: { userId } })).body)
   t.same(
     standings.map((s) => [s.status, s.position, s.etaSeconds]),
     [
@@ -35,9 +36,9 @@ t.test('positions follow arrival and the ETA follows from rank, batch and interv
       ['WAITING', 5, 9],
     ],
   )
-  const standing = await call(base, 'GET', '/concert/wait', { headers: bearer(standings[2].token) })
+  const standing = await send(base, 'GET', '/concert/wait', { headers: bearer(standings[2].token) })
   t.same(standing.body, { userId: 22, status: 'WAITING', position: 3, etaSeconds: 6 })
-  const waiting = await call(base, 'GET', '/concert/reservation/days/1', { headers: bearer(standings[2].token) })
+  const waiting = await send(base, 'GET', '/concert/reservation/days/1', { headers: bearer(standings[2].token) })
   t.equal(waiting.status, 403, 'a waiting user is refused the booking pages')
   t.same(waiting.body, {
     statusCode: 403,
@@ -47,8 +48,8 @@ t.test('positions follow arrival and the ETA follows from rank, batch and interv
     position: 3,
     etaSeconds: 6,
   })
-  t.equal((await call(base, 'DELETE', '/concert/wait', { headers: bearer(standings[0].token) })).status, 204)
-  t.equal((await call(base, 'GET', '/concert/wait', { headers: bearer(standings[2].token) })).body.position, 2, 'leaving moves the line up')
+  t.equal((await send(base, 'DELETE', '/concert/wait', { headers: bearer(standings[0].token) })).status, 204)
+  t.equal((await send(base, 'GET', '/concert/wait', { headers: bearer(standings[2].token) })).body.position, 2, 'leaving moves the line up')
 })
 
 t.test('admission keeps running with no traffic, and an idle active user expires', async (t) => {
@@ -81,7 +82,7 @@ t.test('two app instances on one Redis: never more than MAX_ACTIVE active, admis
 
   const order = Array.from({ length: 24 }, (_, i) => i + 1)
   for (const userId of order) {
-    const res = await call(bases[userId % 2]!, 'POST', '/concert/wait', { body: { userId } })
+    const res = await send(bases[userId % 2]!, 'POST', '/concert/wait', { body: { userId } })
     t.equal(res.status, 200)
   }
   const admitted: number[] = []

@@ -1,21 +1,22 @@
 import t from 'tap'
 import { buildApp } from '../src/app.js'
-import { OPEN_QUEUE, activeToken, bearer, buildTestApp, call, listen, prepareTestData, testConfig } from './helpers/app.js'
+import { OPEN_QUEUE, activeToken, buildTestApp, listen, prepareTestData, testConfig } from './helpers/app.js'
+import { bearer, send } from './helpers/http.js'
 
-const join = (base: string, userId: number) => call(base, 'POST', '/concert/wait', { body: { userId } })
+const join = (base: string, userId: number) => send(base, 'POST', '/concert/wait', { body: { userId } })
 
 t.test('a user joining more than RATE_LIMIT_WAIT_PER_MIN times a minute gets 429; another user does not', async (t) => {
   const { app } = await buildTestApp(t, { RATE_LIMIT_WAIT_PER_MIN: 3 })
   const base = await listen(app)
   const allowed = [await join(base, 7), await join(base, 7), await join(base, 7)]
   t.same(allowed.map((res) => res.status), [200, 200, 200])
-  t.same(allowed.map((res) => res.headers.get('x-ratelimit-remaining')), ['2', '1', '0'])
+  t.same(allowed.map((res) => res.headers['x-ratelimit-remaining']), ['2', '1', '0'])
 
   const refused = await join(base, 7)
   t.equal(refused.status, 429)
   t.same(Object.keys(refused.body).sort(), ['code', 'error', 'message', 'statusCode'], 'the one error shape')
   t.match(refused.body, { statusCode: 429, error: 'Too Many Requests', code: 'RATE_LIMITED', message: /^Too many requests, retry in \d+ \w+$/ })
-  const retryAfter = Number(refused.headers.get('retry-after'))
+  const retryAfter = Number(refused.headers['retry-after'])
   t.ok(retryAfter >= 1 && retryAfter <= 60, `Retry-After is the rest of the window (${retryAfter} s)`)
 
   t.equal((await join(base, 8)).status, 200, 'another user is not limited')
@@ -38,14 +39,14 @@ t.test('payments are limited per token user', async (t) => {
   const base = await listen(app)
   const tokens = { 12: await activeToken(base, 12), 13: await activeToken(base, 13) }
   const pay = (userId: 12 | 13) =>
-    call(base, 'POST', '/concert/reservation/days', { body: { userId, concertDetailId: 1, seatNo: 1 }, headers: bearer(tokens[userId]) })
+    send(base, 'POST', '/concert/reservation/days', { body: { userId, concertDetailId: 1, seatNo: 1 }, headers: bearer(tokens[userId]) })
   // Nothing is held, so the route refuses these; they count against the limit all the same.
   const first = [await pay(12), await pay(12)]
   t.notOk(first.some((res) => res.status === 429), `the first two are the route's to answer (${first.map((res) => res.status)})`)
   const third = await pay(12)
   t.equal(third.status, 429)
   t.equal(third.body.code, 'RATE_LIMITED')
-  t.ok(Number(third.headers.get('retry-after')) >= 1)
+  t.ok(Number(third.headers['retry-after']) >= 1)
   t.not((await pay(13)).status, 429, 'another user is not limited')
 })
 
@@ -54,10 +55,10 @@ t.test('with Redis down the limiter steps aside instead of failing the call', as
   const base = await listen(app)
   const userId = 14
   const token = await activeToken(base, userId)
-  const concertDetailId: number = (await call(base, 'GET', '/concerts/1')).body[0].concertDetailId
+  const concertDetailId: number = (await send(base, 'GET', '/concerts/1')).body[0].concertDetailId
   const seat = { userId, concertDetailId, seatNo: 9 }
-  t.equal((await call(base, 'PATCH', '/concert/seat', { body: seat, headers: bearer(token) })).status, 200)
-  const pay = () => call(base, 'POST', '/concert/reservation/days', { body: seat, headers: { ...bearer(token), 'idempotency-key': 'pay-14' } })
+  t.equal((await send(base, 'PATCH', '/concert/seat', { body: seat, headers: bearer(token) })).status, 200)
+  const pay = () => send(base, 'POST', '/concert/reservation/days', { body: seat, headers: { ...bearer(token), 'idempotency-key': 'pay-14' } })
   const paid = await pay()
   t.equal(paid.status, 200)
 

@@ -1,6 +1,7 @@
 import t from 'tap'
-import { OPEN_QUEUE, activeToken, bearer, buildTestApp, call, listen } from './helpers/app.js'
+import { OPEN_QUEUE, activeToken, buildTestApp, listen } from './helpers/app.js'
 import { ledgerMismatches } from './helpers/invariants.js'
+import { bearer, send } from './helpers/http.js'
 
 const range = (from: number, count: number) => Array.from({ length: count }, (_, i) => from + i)
 
@@ -16,7 +17,7 @@ t.test('seat and payment invariants under concurrent requests', async (t) => {
 
   t.test('100 users race for one seat: exactly one wins, 99 get 409, one hold row', async (t) => {
     const responses = await Promise.all(
-      users.map((userId) => call(base, 'PATCH', '/concert/seat', { body: { userId, concertDetailId: 1, seatNo: 1 }, headers: as(userId) })),
+      users.map((userId) => send(base, 'PATCH', '/concert/seat', { body: { userId, concertDetailId: 1, seatNo: 1 }, headers: as(userId) })),
     )
     const winners = responses.filter((r) => r.status === 200)
     t.equal(winners.length, 1)
@@ -32,7 +33,7 @@ t.test('seat and payment invariants under concurrent requests', async (t) => {
     const others = users.filter((u) => u !== holder).slice(0, 30)
     const before = await db.selectFrom('users').select(['id', 'point']).where('id', 'in', others).orderBy('id').execute()
     const responses = await Promise.all(
-      others.map((userId) => call(base, 'POST', '/concert/reservation/days', { body: { userId, concertDetailId: 1, seatNo: 1 }, headers: as(userId) })),
+      others.map((userId) => send(base, 'POST', '/concert/reservation/days', { body: { userId, concertDetailId: 1, seatNo: 1 }, headers: as(userId) })),
     )
     t.same([...new Set(responses.map((r) => `${r.status} ${r.body.code}`))], ['409 HOLD_NOT_FOUND'])
     t.same(await db.selectFrom('users').select(['id', 'point']).where('id', 'in', others).orderBy('id').execute(), before, 'balances unchanged')
@@ -44,14 +45,14 @@ t.test('seat and payment invariants under concurrent requests', async (t) => {
     const userId = 101
     const token = await activeToken(base, userId)
     for (const seatNo of [2, 3]) {
-      t.equal((await call(base, 'PATCH', '/concert/seat', { body: { userId, concertDetailId: 2, seatNo }, headers: bearer(token) })).status, 200)
+      t.equal((await send(base, 'PATCH', '/concert/seat', { body: { userId, concertDetailId: 2, seatNo }, headers: bearer(token) })).status, 200)
     }
     const results = await Promise.all(
-      [2, 3].map((seatNo) => call(base, 'POST', '/concert/reservation/days', { body: { userId, concertDetailId: 2, seatNo }, headers: bearer(token) })),
+      [2, 3].map((seatNo) => send(base, 'POST', '/concert/reservation/days', { body: { userId, concertDetailId: 2, seatNo }, headers: bearer(token) })),
     )
     t.same(results.map((r) => r.status).sort(), [200, 402])
     t.equal(results.find((r) => r.status === 402)!.body.code, 'INSUFFICIENT_POINTS')
-    t.same((await call(base, 'GET', `/point/${userId}`)).body, { userId, point: 40_000 })
+    t.same((await send(base, 'GET', `/point/${userId}`)).body, { userId, point: 40_000 })
     const sold = await db.selectFrom('seats').select('seat_no').where('concert_detail_id', '=', 2).where('status', '=', 'SOLD').execute()
     t.equal(sold.length, 1)
   })
@@ -59,11 +60,11 @@ t.test('seat and payment invariants under concurrent requests', async (t) => {
   t.test('50 users hold and pay for 50 different seats at once: every one sold once', async (t) => {
     const buyers = range(2, 50)
     const holds = await Promise.all(
-      buyers.map((userId) => call(base, 'PATCH', '/concert/seat', { body: { userId, concertDetailId: 3, seatNo: userId - 1 }, headers: as(userId) })),
+      buyers.map((userId) => send(base, 'PATCH', '/concert/seat', { body: { userId, concertDetailId: 3, seatNo: userId - 1 }, headers: as(userId) })),
     )
     t.same([...new Set(holds.map((r) => r.status))], [200])
     const payments = await Promise.all(
-      buyers.map((userId) => call(base, 'POST', '/concert/reservation/days', { body: { userId, concertDetailId: 3, seatNo: userId - 1 }, headers: as(userId) })),
+      buyers.map((userId) => send(base, 'POST', '/concert/reservation/days', { body: { userId, concertDetailId: 3, seatNo: userId - 1 }, headers: as(userId) })),
     )
     t.same([...new Set(payments.map((r) => r.status))], [200])
     const rows = await db.selectFrom('payments').innerJoin('reservations', 'reservations.id', 'payments.reservation_id').select(['reservations.seat_no']).where('reservations.concert_detail_id', '=', 3).execute()
@@ -75,14 +76,14 @@ t.test('seat and payment invariants under concurrent requests', async (t) => {
     const userId = 102
     const token = await activeToken(base, userId)
     const seat = { userId, concertDetailId: 4, seatNo: 10 }
-    t.equal((await call(base, 'PATCH', '/concert/seat', { body: seat, headers: bearer(token) })).status, 200)
+    t.equal((await send(base, 'PATCH', '/concert/seat', { body: seat, headers: bearer(token) })).status, 200)
     const responses = await Promise.all(
-      range(0, 50).map(() => call(base, 'POST', '/concert/reservation/days', { body: seat, headers: { ...bearer(token), 'idempotency-key': 'pay-once' } })),
+      range(0, 50).map(() => send(base, 'POST', '/concert/reservation/days', { body: seat, headers: { ...bearer(token), 'idempotency-key': 'pay-once' } })),
     )
     t.same([...new Set(responses.map((r) => r.status))], [200])
     t.equal(new Set(responses.map((r) => r.body.paymentId)).size, 1)
     t.equal((await db.selectFrom('payments').selectAll().where('user_id', '=', userId).execute()).length, 1)
-    t.same((await call(base, 'GET', `/point/${userId}`)).body, { userId, point: 40_000 })
+    t.same((await send(base, 'GET', `/point/${userId}`)).body, { userId, point: 40_000 })
   })
 
   t.test('ledger and seat invariants hold after the races', async (t) => {
@@ -112,23 +113,23 @@ t.test('an expired hold frees the seat for the next user, and its reservation be
   const [first, second] = [await activeToken(base, 1), await activeToken(base, 2)]
   const seat = (userId: number) => ({ userId, concertDetailId: 1, seatNo: 5 })
 
-  const held = await call(base, 'PATCH', '/concert/seat', { body: seat(1), headers: bearer(first) })
+  const held = await send(base, 'PATCH', '/concert/seat', { body: seat(1), headers: bearer(first) })
   t.equal(held.status, 200)
-  t.equal((await call(base, 'PATCH', '/concert/seat', { body: seat(2), headers: bearer(second) })).status, 409, 'taken while held')
+  t.equal((await send(base, 'PATCH', '/concert/seat', { body: seat(2), headers: bearer(second) })).status, 409, 'taken while held')
   await new Promise((resolve) => setTimeout(resolve, 400))
 
-  const map = await call(base, 'GET', '/concert/seats/1', { headers: bearer(second) })
+  const map = await send(base, 'GET', '/concert/seats/1', { headers: bearer(second) })
   t.same(map.body[4], { seatNo: 5, status: 'AVAILABLE' }, 'the seat map shows it free once the hold lapsed')
-  const late = await call(base, 'POST', '/concert/reservation/days', { body: seat(1), headers: bearer(first) })
+  const late = await send(base, 'POST', '/concert/reservation/days', { body: seat(1), headers: bearer(first) })
   t.equal(late.status, 409)
   t.match(late.body.code, /^HOLD_(EXPIRED|NOT_FOUND)$/)
-  const taken = await call(base, 'PATCH', '/concert/seat', { body: seat(2), headers: bearer(second) })
+  const taken = await send(base, 'PATCH', '/concert/seat', { body: seat(2), headers: bearer(second) })
   t.equal(taken.status, 200, 'the next user takes it')
   const old = await db.selectFrom('reservations').select('status').where('id', '=', held.body.reservationId).executeTakeFirstOrThrow()
   t.equal(old.status, 'EXPIRED')
 
   // With no one touching it, the admitter's tick expires the reservation and frees the row.
-  const other = await call(base, 'PATCH', '/concert/seat', { body: { userId: 1, concertDetailId: 1, seatNo: 6 }, headers: bearer(first) })
+  const other = await send(base, 'PATCH', '/concert/seat', { body: { userId: 1, concertDetailId: 1, seatNo: 6 }, headers: bearer(first) })
   t.equal(other.status, 200)
   const deadline = Date.now() + 5000
   let row

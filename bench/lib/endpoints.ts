@@ -1,3 +1,4 @@
+import { bearer } from '../../test/helpers/http.js'
 import type { Context, HttpRequest, RequestStep } from './autocannon.js'
 import { randomInt, randomUser, type Fixture, type Hold } from './fixture.js'
 
@@ -21,14 +22,14 @@ export interface Endpoint {
 export const endpointTitle = (endpoint: Pick<Endpoint, 'name' | 'variant'>) =>
   endpoint.variant ? `${endpoint.name} (${endpoint.variant})` : endpoint.name
 
-const bearer = (fixture: Fixture, userId: number) => ({ authorization: `Bearer ${fixture.tokens[userId]}` })
+const auth = (fixture: Fixture, userId: number) => bearer(fixture.tokens[userId]!)
 
 const get = (path: string, headers?: Record<string, string>): HttpRequest => ({ method: 'GET', path, headers })
 
 const randomDetail = (fixture: Fixture) => fixture.concertDetailIds[randomInt(fixture.concertDetailIds.length) - 1]!
 
 function seatRequest(method: 'PATCH' | 'POST', path: string, fixture: Fixture, hold: Hold): HttpRequest {
-  return { method, path, headers: bearer(fixture, hold.userId), json: hold }
+  return { method, path, headers: auth(fixture, hold.userId), json: hold }
 }
 
 /** A hall seat for a random user: what holds and payments fall back to once the planned ones are used. */
@@ -45,9 +46,9 @@ export const steps = {
   point: (fixture: Fixture): RequestStep => ({ next: () => get(`/point/${randomUser(fixture)}`) }),
   charge: (fixture: Fixture): RequestStep => ({ next: () => ({ method: 'PATCH', path: '/point', json: { userId: randomUser(fixture), charge: 1000 } }) }),
   join: (fixture: Fixture): RequestStep => ({ next: () => ({ method: 'POST', path: '/concert/wait', json: { userId: randomUser(fixture) } }) }),
-  seatMap: (fixture: Fixture): RequestStep => ({ next: () => get(`/concert/seats/${randomDetail(fixture)}`, bearer(fixture, randomUser(fixture))) }),
+  seatMap: (fixture: Fixture): RequestStep => ({ next: () => get(`/concert/seats/${randomDetail(fixture)}`, auth(fixture, randomUser(fixture))) }),
   hallSeatMap: (fixture: Fixture): RequestStep => ({
-    next: () => get(`/concert/seats/${fixture.hall.concertDetailId}`, bearer(fixture, randomUser(fixture))),
+    next: () => get(`/concert/seats/${fixture.hall.concertDetailId}`, auth(fixture, randomUser(fixture))),
   }),
 }
 
@@ -62,13 +63,13 @@ export const endpoints: Endpoint[] = [
     name: 'GET /concert/wait',
    
     expected: [],
-    step: (fixture) => ({ next: () => get('/concert/wait', bearer(fixture, randomUser(fixture))) }),
+    step: (fixture) => ({ next: () => get('/concert/wait', auth(fixture, randomUser(fixture))) }),
   },
   {
     name: 'GET /concert/reservation/days/:concertId',
    
     expected: [],
-    step: (fixture) => ({ next: () => get(`/concert/reservation/days/${fixture.concertId}`, bearer(fixture, randomUser(fixture))) }),
+    step: (fixture) => ({ next: () => get(`/concert/reservation/days/${fixture.concertId}`, auth(fixture, randomUser(fixture))) }),
   },
   { name: 'GET /concert/seats/:concertDetailId', expected: [], step: steps.seatMap },
   { name: 'GET /concert/seats/:concertDetailId', variant: 'large hall', expected: [], step: steps.hallSeatMap },

@@ -4,7 +4,7 @@ import { createDb, dropDatabase } from '../../src/db/connection.js'
 import { prepareDatabase } from '../../src/db/prepare.js'
 import { SEED_CONCERT_ID, addSeats } from '../../src/db/seed.js'
 import { redisKeyPattern } from '../../src/plugins/redis.js'
-import type { HttpRequest } from './autocannon.js'
+import { bearer, send, type Reply, type SendOptions } from '../../test/helpers/http.js'
 
 export interface Hold {
   userId: number
@@ -83,27 +83,6 @@ export async function resetLab(config: Config, hallSeats: number): Promise<Fixtu
   }
 }
 
-export interface Answer {
-  status: number
-  body: any
-}
-
-export async function send(url: string, request: HttpRequest): Promise<Answer> {
-  const headers: Record<string, string> = { ...request.headers }
-  if (request.json !== undefined) headers['content-type'] = 'application/json'
-  const response = await fetch(`${url}${request.path}`, {
-    method: request.method,
-    headers,
-    body: request.json === undefined ? undefined : JSON.stringify(request.json),
-  })
-  const text = await response.text()
-  try {
-    return { status: response.status, body: JSON.parse(text) }
-  } catch {
-    return { status: response.status, body: text }
-  }
-}
-
 async function eachLimited<T>(items: T[], limit: number, work: (item: T) => Promise<void>) {
   let next = 0
   await Promise.all(Array.from({ length: limit }, async () => {
@@ -118,16 +97,16 @@ async function eachLimited<T>(items: T[], limit: number, work: (item: T) => Prom
  */
 export async function admitAll(url: string, fixture: Fixture, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs
-  const patiently = async (request: HttpRequest): Promise<Answer> => {
+  const patiently = async (method: string, path: string, options: SendOptions): Promise<Reply> => {
     for (;;) {
-      const answer = await send(url, request)
+      const answer = await send(url, method, path, options)
       if (answer.status !== 503 || Date.now() > deadline) return answer
       await new Promise((resolve) => setTimeout(resolve, 250))
     }
   }
   let waiting: number[] = []
   await eachLimited(numbers(fixture.users), 32, async (userId) => {
-    const { status, body } = await patiently({ method: 'POST', path: '/concert/wait', json: { userId } })
+    const { status, body } = await patiently('POST', '/concert/wait', { body: { userId } })
     if (status !== 200) throw new Error(`POST /concert/wait for user ${userId} answered ${status}: ${JSON.stringify(body)}`)
     fixture.tokens[userId] = body.token
     if (body.status !== 'ACTIVE') waiting.push(userId)
@@ -137,7 +116,7 @@ export async function admitAll(url: string, fixture: Fixture, timeoutMs = 30_000
     await new Promise((resolve) => setTimeout(resolve, 200))
     const stillWaiting: number[] = []
     await eachLimited(waiting, 32, async (userId) => {
-      const { body } = await patiently({ method: 'GET', path: '/concert/wait', headers: { authorization: `Bearer ${fixture.tokens[userId]}` } })
+      const { body } = await patiently('GET', '/concert/wait', { headers: bearer(fixture.tokens[userId]!) })
       if (body?.status !== 'ACTIVE') stillWaiting.push(userId)
     })
     waiting = stillWaiting

@@ -8,6 +8,7 @@ import { createDb, dropDatabase, parseMysqlUrl } from '../../src/db/connection.j
 import { prepareDatabase } from '../../src/db/prepare.js'
 import type { Kysely } from 'kysely'
 import type { Database } from '../../src/db/schema.js'
+import { bearer, send } from './http.js'
 
 /**
  * A config of the test's own: a fresh database and Redis key prefix, so test files run in
@@ -73,46 +74,16 @@ export async function listen(app: FastifyInstance): Promise<string> {
   return app.listen({ port: 0, host: '127.0.0.1' })
 }
 
-export interface JsonResponse {
-  status: number
-  headers: Headers
-  body: any
-}
-
-/** One HTTP call with a JSON body (or raw string), answering the parsed JSON response. */
-export async function call(
-  base: string,
-  method: string,
-  path: string,
-  options: { body?: unknown; raw?: string; headers?: Record<string, string> } = {},
-): Promise<JsonResponse> {
-  const headers: Record<string, string> = { ...options.headers }
-  let payload: string | undefined = options.raw
-  if (options.body !== undefined) {
-    payload = JSON.stringify(options.body)
-    headers['content-type'] ??= 'application/json'
-  }
-  const response = await fetch(`${base}${path}`, { method, headers, body: payload })
-  const text = await response.text()
-  let body: unknown = text
-  try {
-    body = JSON.parse(text)
-  } catch {}
-  return { status: response.status, headers: response.headers, body }
-}
-
-export const bearer = (token: string) => ({ authorization: `Bearer ${token}` })
-
 /** Joins the queue over HTTP and waits until the admitter lets the user in; answers the token. */
 export async function activeToken(base: string, userId: number, timeoutMs = 10_000): Promise<string> {
-  const joined = await call(base, 'POST', '/concert/wait', { body: { userId } })
+  const joined = await send(base, 'POST', '/concert/wait', { body: { userId } })
   if (joined.status !== 200) throw new Error(`join failed for user ${userId}: ${joined.status} ${JSON.stringify(joined.body)}`)
   const token: string = joined.body.token
   const deadline = Date.now() + timeoutMs
   for (let status = joined.body.status; status !== 'ACTIVE'; ) {
     if (Date.now() > deadline) throw new Error(`user ${userId} was not admitted within ${timeoutMs} ms`)
     await new Promise((resolve) => setTimeout(resolve, 20))
-    status = (await call(base, 'GET', '/concert/wait', { headers: bearer(token) })).body.status
+    status = (await send(base, 'GET', '/concert/wait', { headers: bearer(token) })).body.status
   }
   return token
 }

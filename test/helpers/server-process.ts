@@ -3,7 +3,6 @@ import { resolve } from 'node:path'
 import type { Test } from 'tap'
 import { configToEnv, type Config } from '../../src/config.js'
 import { freePort } from '../../src/runtime/services.js'
-import { send } from './traffic.js'
 
 const ROOT = resolve(import.meta.dirname, '../..')
 
@@ -194,14 +193,4 @@ export async function startServer(t: Test, config: Config, options: StartOptions
     waitForExit,
     stop,
   }
-}
-
-export interface HttpResult {
-  status: number
-  body: any
-}
-
-/** One request on a fresh connection (no keep-alive), so requests spread over the workers. */
-export function request(baseUrl: string, method: string, path: string, options: { body?: unknown; timeoutMs?: number } = {}): Promise<HttpResult> {
-  return send(baseUrl, method, path, { ...options, timeoutMs: options.timeoutMs ?? 5000 })
 }

@@ -1,50 +1,7 @@
-import { request as httpRequest } from 'node:http'
 import { STATUS_CODES } from 'node:http'
+import { send, type Reply, type SendOptions } from './http.js'
 
 const delay = (ms: number) => new Promise((done) => setTimeout(done, ms))
-
-export interface Reply {
-  status: number
-  body: any
-  headers: Record<string, string | string[] | undefined>
-}
-
-export interface SendOptions {
-  body?: unknown
-  headers?: Record<string, string>
-  timeoutMs?: number
-}
-
-/**
- * One request on a connection of its own (no keep-alive), so that concurrent calls spread over
- * the cluster's workers and a killed worker takes only its own requests with it.
- */
-export function send(baseUrl: string, method: string, path: string, options: SendOptions = {}): Promise<Reply> {
-  return new Promise((done, fail) => {
-    const payload = options.body === undefined ? undefined : JSON.stringify(options.body)
-    const headers: Record<string, string | number> = { ...options.headers }
-    if (payload !== undefined) {
-      headers['content-type'] ??= 'application/json'
-      headers['content-length'] = Buffer.byteLength(payload)
-    }
-    const req = httpRequest(`${baseUrl}${path}`, { method, agent: false, timeout: options.timeoutMs ?? 10_000, headers }, (res) => {
-      let text = ''
-      res.setEncoding('utf8')
-      res.on('data', (chunk: string) => (text += chunk))
-      res.on('error', fail)
-      res.on('end', () => {
-        let body: unknown = text
-        try {
-          body = JSON.parse(text)
-        } catch {}
-        done({ status: res.statusCode ?? 0, body, headers: res.headers })
-      })
-    })
-    req.on('timeout', () => req.destroy(new Error(`${method} ${path} timed out`)))
-    req.on('error', fail)
-    req.end(payload)
-  })
-}
 
 /** The one error shape of PRODUCT.md: statusCode (the response's), error, message and a code. */
 export function hasErrorShape(status: number, body: unknown): boolean {

@@ -1,0 +1,56 @@
+import { request, type IncomingHttpHeaders } from 'node:http'
+
+export interface Reply {
+  status: number
+  headers: IncomingHttpHeaders
+  /** Parsed when it is JSON, the text otherwise. */
+  body: any
+}
+
+export interface SendOptions {
+  /** Sent as JSON, with content-type application/json unless `headers` name another. */
+  body?: unknown
+  /** Sent as it is: malformed JSON, another media type, an empty body. */
+  raw?: string
+  headers?: Record<string, string>
+  /** Gives up when the connection stays silent this long (default 10 s). */
+  timeoutMs?: number
+  /** false keeps a JSON body as its text, to compare bytes. */
+  parse?: boolean
+}
+
+/**
+ * One request on a connection of its own (no keep-alive), so that concurrent calls spread over
+ * the cluster's workers and a killed worker takes only its own requests with it.
+ */
+export function send(baseUrl: string, method: string, path: string, options: SendOptions = {}): Promise<Reply> {
+  const headers: Record<string, string | number> = { ...options.headers }
+  let payload = options.raw
+  if (options.body !== undefined) {
+    payload = JSON.stringify(options.body)
+    headers['content-type'] ??= 'application/json'
+  }
+  if (payload !== undefined) headers['content-length'] = Buffer.byteLength(payload)
+  return new Promise((done, fail) => {
+    const req = request(`${baseUrl}${path}`, { method, agent: false, timeout: options.timeoutMs ?? 10_000, headers }, (res) => {
+      let text = ''
+      res.setEncoding('utf8')
+      res.on('data', (chunk: string) => (text += chunk))
+      res.on('error', fail)
+      res.on('end', () => {
+        let body: unknown = text
+        if (options.parse !== false) {
+          try {
+            body = JSON.parse(text)
+          } catch {}
+        }
+        done({ status: res.statusCode ?? 0, headers: res.headers, body })
+      })
+    })
+    req.on('timeout', () => req.destroy(new Error(`${method} ${path} timed out`)))
+    req.on('error', fail)
+    req.end(payload)
+  })
+}
+
+export const bearer = (token: string) => ({ authorization: `Bearer ${token}` })
