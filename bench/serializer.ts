@@ -19,12 +19,14 @@ import fastJsonStringify, { type Schema } from 'fast-json-stringify'
 import type { Kysely } from 'kysely'
 import type { Config } from '../src/config.js'
 import { createConcertRepository } from '../src/concerts/repository.js'
-import { SeatView, SeatView as Seat, seatsSchema } from '../src/concerts/schemas.js'
+import { SeatView, seatsSchema } from '../src/concerts/schemas.js'
 import { createDb, dropDatabase, parseMysqlUrl } from '../src/db/connection.js'
 import { prepareDatabase } from '../src/db/prepare.js'
 import type { Database } from '../src/db/schema.js'
 import { addSeats } from '../src/db/seed.js'
 import { CONNECTIONS_PER_THREAD, createSeatMapPool } from '../src/concerts/serializer.js'
+import { bearer } from '../test/helpers/http.js'
+import { activeToken } from '../test/helpers/queue.js'
 import { runLoad } from './lib/autocannon.js'
 import { consoleTable, defaultResultsRoot, describeMachine, formatNumber, machineRows, markdownTable, type Machine, type Table } from './lib/report.js'
 import { benchConfig, startServer, stopAll, type Pinning } from './lib/server.js'
@@ -174,7 +176,7 @@ async function measureInProcess(config: Config, halls: Map<number, number>, plan
   // The route's response schema, compiled as Fastify and the pool threads compile it.
   const stringify = fastJsonStringify(seatsSchema.response[200], { schema: { SeatView: SeatView as Schema } })
   // Encoded as the socket write would: a string left unread would never be flattened, and look free.
-  const toBytes = (seats: Seat[]) => Buffer.from(stringify(seats))
+  const toBytes = (seats: unknown[]) => Buffer.from(stringify(seats))
   const pool = createSeatMapPool(config.MYSQL_URL, config.SERIALIZER_THREADS)
   const poolJson = async (concertDetailId: number) => {
     const json = await pool.run({ concertDetailId })
@@ -231,18 +233,6 @@ interface HttpRow {
   rounds: Array<Record<Mode, HttpStats>>
 }
 
-/** Joins the queue as user 1 and waits until admitted; answers the token. */
-async function activeToken(url: string): Promise<string> {
-  const joined = await fetch(`${url}/concert/wait`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"userId":1}' })
-  const { token } = (await joined.json()) as { token: string }
-  for (const deadline = Date.now() + 30_000; Date.now() < deadline; ) {
-    const standing = await fetch(`${url}/concert/wait`, { headers: { authorization: `Bearer ${token}` } })
-    if (((await standing.json()) as { status: string }).status === 'ACTIVE') return token
-    await new Promise((resolve) => setTimeout(resolve, 100))
-  }
-  throw new Error('user 1 was not admitted within 30 s')
-}
-
 /**
  * One server per SERIALIZER, both up for the whole run; they take turns per size (the order
  * flips every round), so drift in the machine's other load falls on both alike.
@@ -253,7 +243,7 @@ async function measureHttp(config: Config, halls: Map<number, number>, plan: Pla
     for (const mode of ['inline', 'worker'] as const) {
       const starting = performance.now()
       const server = await startServer('app', { ...config, SERIALIZER: mode }, { pinning })
-      servers[mode] = { url: server.url, headers: { authorization: `Bearer ${await activeToken(server.url)}` } }
+      servers[mode] = { url: server.url, headers: bearer(await activeToken(server.url, 1, { timeoutMs: 30_000 })) }
       process.stdout.write(`  HTTP, SERIALIZER=${mode}: server ready in ${formatNumber((performance.now() - starting) / 1000)} s\n`)
     }
     const body = async (mode: Mode, path: string) => {

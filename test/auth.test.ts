@@ -1,6 +1,7 @@
 import t from 'tap'
 import { createHmac } from 'node:crypto'
-import { OPEN_QUEUE, activeToken, buildTestApp, listen } from './helpers/app.js'
+import { buildTestApp, listen } from './helpers/app.js'
+import { OPEN_QUEUE, activeToken } from './helpers/queue.js'
 import { bearer, send } from './helpers/http.js'
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))

@@ -1,5 +1,6 @@
 import t from 'tap'
-import { OPEN_QUEUE, activeToken, buildTestApp, listen } from './helpers/app.js'
+import { buildTestApp, listen } from './helpers/app.js'
+import { OPEN_QUEUE, activeToken } from './helpers/queue.js'
 import { ledgerMismatches } from './helpers/invariants.js'
 import { bearer, send } from './helpers/http.js'
 

@@ -1,12 +1,15 @@
+import { setTimeout as delay } from 'node:timers/promises'
 import t, { type Test } from 'tap'
 import type { Kysely } from 'kysely'
 import { createConnection } from 'mysql2/promise'
 import type { Database } from '../src/db/schema.js'
-import { OPEN_QUEUE, activeToken, prepareTestData, testConfig } from './helpers/app.js'
+import { prepareTestData, testConfig } from './helpers/app.js'
+import { OPEN_QUEUE, activeToken } from './helpers/queue.js'
 import { isAlive, startServer, type ServerProcess } from './helpers/server-process.js'
 import { assertInvariants, observerDb } from './helpers/invariants.js'
 import { appConnectionKiller, mysqlTarget, mysqlUrlVia, startPrivateRedis, startTcpProxy } from './helpers/chaos.js'
-import { SeatPool, Traffic, buySeat, delay, eachConcurrently, hasErrorShape, range, type Outcome, type Purchase } from './helpers/traffic.js'
+import { SeatPool, Traffic, buySeat, hasErrorShape, type Outcome, type Purchase } from './helpers/traffic.js'
+import { eachConcurrently, range } from './helpers/lists.js'
 import { send, type Reply } from './helpers/http.js'
 
 // Every test here runs real cluster processes under concurrent traffic, injects one fault, and
@@ -128,7 +131,7 @@ t.test('a worker SIGKILLed under booking traffic is replaced; no payment is lost
   const seats = new SeatPool([1, 2, 3, 4], 50)
   const purchases: Purchase[] = []
   const deadline = Date.now() + 100_000
-  const buy = (userId: number) => buySeat({ baseUrl: () => server.baseUrl, userId, seats, traffic, deadline })
+  const buy = (userId: number) => buySeat({ baseUrl: server.baseUrl, userId, seats, traffic, deadline })
   const booking = eachConcurrently(firstWave, concurrency, async (userId) => purchases.push(await buy(userId)))
 
   while (purchases.length < firstWave.length / 4) await delay(5)
@@ -258,7 +261,7 @@ t.test('Redis stopped and started again: queue calls fail at once with 503, then
   const purchases: Purchase[] = []
   const deadline = Date.now() + 70_000
   const booking = eachConcurrently(buyers, 25, async (userId) => {
-    purchases.push(await buySeat({ baseUrl: () => base, userId, seats, traffic, deadline }))
+    purchases.push(await buySeat({ baseUrl: base, userId, seats, traffic, deadline }))
   })
   while (purchases.length < buyers.length / 5) await delay(5)
 
@@ -398,7 +401,7 @@ t.test('MySQL unreachable for a while: 503 at once while it is out, recovery wit
   const purchases: Purchase[] = []
   const deadline = Date.now() + 70_000
   const booking = eachConcurrently(buyers, 25, async (userId) => {
-    purchases.push(await buySeat({ baseUrl: () => base, userId, seats, traffic, deadline }))
+    purchases.push(await buySeat({ baseUrl: base, userId, seats, traffic, deadline }))
   })
   const charging = startCharging(base, chargers, traffic)
   while (purchases.length < buyers.length / 5) await delay(5)

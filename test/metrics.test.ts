@@ -1,7 +1,8 @@
 import t from 'tap'
 import { Redis } from 'ioredis'
 import { redisKey } from '../src/plugins/redis.js'
-import { OPEN_QUEUE, activeToken, buildTestApp, listen, prepareTestData, testConfig } from './helpers/app.js'
+import { buildTestApp, listen, prepareTestData, testConfig } from './helpers/app.js'
+import { OPEN_QUEUE, activeToken } from './helpers/queue.js'
 import { startServer } from './helpers/server-process.js'
 import { bearer, send } from './helpers/http.js'
 

@@ -1,10 +1,11 @@
+import { setTimeout as delay } from 'node:timers/promises'
 import t from 'tap'
 import { Redis } from 'ioredis'
 import { redisKey } from '../src/plugins/redis.js'
 import { prepareTestData, testConfig } from './helpers/app.js'
 import { startServer, type ServerProcess } from './helpers/server-process.js'
 import { assertInvariants } from './helpers/invariants.js'
-import { delay, range } from './helpers/traffic.js'
+import { range } from './helpers/lists.js'
 import { send, type Reply } from './helpers/http.js'
 
 // Two independent server processes (each its own cluster primary, port and workers) on one

@@ -2,6 +2,7 @@ import t from 'tap'
 import { buildApp } from '../src/app.js'
 import { buildTestApp, listen, prepareTestData, testConfig } from './helpers/app.js'
 import { bearer, send } from './helpers/http.js'
+import { activeToken } from './helpers/queue.js'
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
@@ -9,8 +10,7 @@ t.test('one user enqueued 50 times at once: one queue entry, one position', asyn
   // MAX_ACTIVE 1 with user 1 holding the slot keeps everyone else waiting.
   const { app } = await buildTestApp(t, { MAX_ACTIVE: 1, ADMIT_BATCH: 1, ADMIT_INTERVAL_MS: 50 })
   const base = await listen(app)
-  await send(base, 'POST', '/concert/wait', { body: { userId: 1 } })
-  await sleep(150)
+  await activeToken(base, 1)
   const responses = await Promise.all(Array.from({ length: 50 }, () => send(base, 'POST', '/concert/wait', { body: { userId: 7 } })))
   t.same([...new Set(responses.map((r) => r.status))], [200])
   t.same([...new Set(responses.map((r) => `${r.body.status}@${r.body.position}`))], ['WAITING@1'])
@@ -21,9 +21,7 @@ t.test('one user enqueued 50 times at once: one queue entry, one position', asyn
 t.test('positions follow arrival and the ETA follows from rank, batch and interval', async (t) => {
   const { app } = await buildTestApp(t, { MAX_ACTIVE: 1, ADMIT_BATCH: 2, ADMIT_INTERVAL_MS: 3000 })
   const base = await listen(app)
-  await send(base, 'POST', '/concert/wait', { body: { userId: 1 } })
-  const deadline = Date.now() + 7000
-  while ((await app.queue.status(1)).status !== 'ACTIVE' && Date.now() < deadline) await sleep(50)
+  await activeToken(base, 1, { timeoutMs: 7000 })
   const standings = []
   for (const userId of [20, 21, 22, 23, 24]) standings.push((await send(base, 'POST', '/concert/wait', { body: { userId } })).body)
   t.same(

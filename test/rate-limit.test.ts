@@ -1,6 +1,7 @@
 import t from 'tap'
 import { buildApp } from '../src/app.js'
-import { OPEN_QUEUE, activeToken, buildTestApp, listen, prepareTestData, testConfig } from './helpers/app.js'
+import { buildTestApp, listen, prepareTestData, testConfig } from './helpers/app.js'
+import { OPEN_QUEUE, activeToken } from './helpers/queue.js'
 import { bearer, send } from './helpers/http.js'
 
 const join = (base: string, userId: number) => send(base, 'POST', '/concert/wait', { body: { userId } })

@@ -1,5 +1,6 @@
 import t from 'tap'
-import { OPEN_QUEUE, activeToken, buildTestApp, listen } from './helpers/app.js'
+import { buildTestApp, listen } from './helpers/app.js'
+import { OPEN_QUEUE, activeToken, activeTokens } from './helpers/queue.js'
 import { ledgerMismatches } from './helpers/invariants.js'
 import { bearer, send } from './helpers/http.js'
 
@@ -9,9 +10,8 @@ t.test('seat and payment invariants under concurrent requests', async (t) => {
   const { app, db } = await buildTestApp(t, { ...OPEN_QUEUE, SEED_USERS: 150, SEED_POINTS: 100_000, SEAT_PRICE: 60_000 })
   const base = await listen(app)
   const users = range(1, 100)
-  const tokens = new Map<number, string>()
-  await Promise.all(users.map(async (userId) => tokens.set(userId, await activeToken(base, userId))))
-  const as = (userId: number) => bearer(tokens.get(userId)!)
+  const tokens = await activeTokens(base, users)
+  const as = (userId: number) => bearer(tokens[userId - 1]!)
   const seatRow = (concertDetailId: number, seatNo: number) =>
     db.selectFrom('seats').selectAll().where('concert_detail_id', '=', concertDetailId).where('seat_no', '=', seatNo).executeTakeFirstOrThrow()
 

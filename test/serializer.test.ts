@@ -6,7 +6,8 @@ import { buildApp } from '../src/app.js'
 import { parseMysqlUrl } from '../src/db/connection.js'
 import { SEED_CONCERT_ID, addSeats } from '../src/db/seed.js'
 import type { Database } from '../src/db/schema.js'
-import { OPEN_QUEUE, activeToken, buildTestApp, listen, prepareTestData, testConfig } from './helpers/app.js'
+import { buildTestApp, listen, prepareTestData, testConfig } from './helpers/app.js'
+import { OPEN_QUEUE, activeToken } from './helpers/queue.js'
 import { bearer } from './helpers/http.js'
 
 /** A new dated option of the seeded concert with `seats` seats; answers its id. */

@@ -4,7 +4,8 @@ import { createDb, dropDatabase } from '../../src/db/connection.js'
 import { prepareDatabase } from '../../src/db/prepare.js'
 import { SEED_CONCERT_ID, addSeats } from '../../src/db/seed.js'
 import { redisKeyPattern } from '../../src/plugins/redis.js'
-import { bearer, send, type Reply, type SendOptions } from '../../test/helpers/http.js'
+import { range } from '../../test/helpers/lists.js'
+import { activeTokens } from '../../test/helpers/queue.js'
 
 export interface Hold {
   userId: number
@@ -41,8 +42,6 @@ function shuffle<T>(items: T[]): T[] {
   return items
 }
 
-const numbers = (count: number) => Array.from({ length: count }, (_, i) => i + 1)
-
 /**
  * A fresh lab: the database dropped, migrated and seeded again, the large hall added, and no
  * Redis keys under the lab's prefix. Answers the ids the requests draw from (tokens come later).
@@ -75,19 +74,12 @@ export async function resetLab(config: Config, hallSeats: number): Promise<Fixtu
       concertDetailIds: details.map((detail) => detail.id),
       seatsPerDetail: config.SEATS_PER_DETAIL,
       hall: { concertDetailId: hallDetailId, seats: hallSeats },
-      freeSeats: shuffle(numbers(hallSeats).map((seatNo): [number, number] => [hallDetailId, seatNo])),
-      usersWithoutHold: shuffle(numbers(config.SEED_USERS)),
+      freeSeats: shuffle(range(1, hallSeats).map((seatNo): [number, number] => [hallDetailId, seatNo])),
+      usersWithoutHold: shuffle(range(1, config.SEED_USERS)),
     }
   } finally {
     await db.destroy()
   }
-}
-
-async function eachLimited<T>(items: T[], limit: number, work: (item: T) => Promise<void>) {
-  let next = 0
-  await Promise.all(Array.from({ length: limit }, async () => {
-    while (next < items.length) await work(items[next++]!)
-  }))
 }
 
 /**
@@ -96,29 +88,7 @@ async function eachLimited<T>(items: T[], limit: number, work: (item: T) => Prom
  * A shedding server's 503s are waited out (a fresh worker may shed while it warms up).
  */
 export async function admitAll(url: string, fixture: Fixture, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  const patiently = async (method: string, path: string, options: SendOptions): Promise<Reply> => {
-    for (;;) {
-      const answer = await send(url, method, path, options)
-      if (answer.status !== 503 || Date.now() > deadline) return answer
-      await new Promise((resolve) => setTimeout(resolve, 250))
-    }
-  }
-  let waiting: number[] = []
-  await eachLimited(numbers(fixture.users), 32, async (userId) => {
-    const { status, body } = await patiently('POST', '/concert/wait', { body: { userId } })
-    if (status !== 200) throw new Error(`POST /concert/wait for user ${userId} answered ${status}: ${JSON.stringify(body)}`)
-    fixture.tokens[userId] = body.token
-    if (body.status !== 'ACTIVE') waiting.push(userId)
-  })
-  while (waiting.length) {
-    if (Date.now() > deadline) throw new Error(`${waiting.length} users still not admitted after ${timeoutMs / 1000}s`)
-    await new Promise((resolve) => setTimeout(resolve, 200))
-    const stillWaiting: number[] = []
-    await eachLimited(waiting, 32, async (userId) => {
-      const { body } = await patiently('GET', '/concert/wait', { headers: bearer(fixture.tokens[userId]!) })
-      if (body?.status !== 'ACTIVE') stillWaiting.push(userId)
-    })
-    waiting = stillWaiting
-  }
+  const users = range(1, fixture.users)
+  const tokens = await activeTokens(url, users, { timeoutMs })
+  users.forEach((userId, index) => (fixture.tokens[userId] = tokens[index]!))
 }

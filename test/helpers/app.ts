@@ -8,7 +8,6 @@ import { createDb, dropDatabase, parseMysqlUrl } from '../../src/db/connection.j
 import { prepareDatabase } from '../../src/db/prepare.js'
 import type { Kysely } from 'kysely'
 import type { Database } from '../../src/db/schema.js'
-import { bearer, send } from './http.js'
 
 /**
  * A config of the test's own: a fresh database and Redis key prefix, so test files run in
@@ -73,20 +72,3 @@ export async function buildTestApp(t: Test, overrides: Record<string, string | n
 export async function listen(app: FastifyInstance): Promise<string> {
   return app.listen({ port: 0, host: '127.0.0.1' })
 }
-
-/** Joins the queue over HTTP and waits until the admitter lets the user in; answers the token. */
-export async function activeToken(base: string, userId: number, timeoutMs = 10_000): Promise<string> {
-  const joined = await send(base, 'POST', '/concert/wait', { body: { userId } })
-  if (joined.status !== 200) throw new Error(`join failed for user ${userId}: ${joined.status} ${JSON.stringify(joined.body)}`)
-  const token: string = joined.body.token
-  const deadline = Date.now() + timeoutMs
-  for (let status = joined.body.status; status !== 'ACTIVE'; ) {
-    if (Date.now() > deadline) throw new Error(`user ${userId} was not admitted within ${timeoutMs} ms`)
-    await new Promise((resolve) => setTimeout(resolve, 20))
-    status = (await send(base, 'GET', '/concert/wait', { headers: bearer(token) })).body.status
-  }
-  return token
-}
-
-/** Settings under which the admitter lets everyone in at once, for tests of what comes after. */
-export const OPEN_QUEUE = { MAX_ACTIVE: 10_000, ADMIT_BATCH: 10_000, ADMIT_INTERVAL_MS: 20 }

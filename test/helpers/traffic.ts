@@ -1,7 +1,7 @@
 import { STATUS_CODES } from 'node:http'
-import { send, type Reply, type SendOptions } from './http.js'
-
-const delay = (ms: number) => new Promise((done) => setTimeout(done, ms))
+import { setTimeout as delay } from 'node:timers/promises'
+import { bearer, send, type Reply, type SendOptions } from './http.js'
+import { activeToken, type Sender } from './queue.js'
 
 /** The one error shape of PRODUCT.md: statusCode (the response's), error, message and a code. */
 export function hasErrorShape(status: number, body: unknown): boolean {
@@ -99,8 +99,7 @@ export interface Purchase {
 }
 
 export interface BuyOptions {
-  /** Which host to send each call to (lets a multi-host test alternate). */
-  baseUrl: () => string
+  baseUrl: string
   userId: number
   seats: SeatPool
   traffic: Traffic
@@ -109,7 +108,8 @@ export interface BuyOptions {
   timeoutMs?: number
 }
 
-const retryable = (reply: Reply | undefined): boolean => reply === undefined || reply.status === 503
+const retryable = (reply: Reply | undefined): reply is undefined => reply === undefined || reply.status === 503
+const leftTheQueue = (reply: Reply) => reply.status === 403 && /^NOT_(ACTIVE|IN_QUEUE)$/.test(reply.body.code)
 
 /**
  * One user's whole booking, as a well-behaved client does it: join the queue, wait to be
@@ -118,87 +118,42 @@ const retryable = (reply: Reply | undefined): boolean => reply === undefined || 
  * joined again. Any other answer is a failure of the test.
  */
 export async function buySeat({ baseUrl, userId, seats, traffic, deadline, timeoutMs = 5000 }: BuyOptions): Promise<Purchase> {
-  let token = ''
-  let step: 'join' | 'wait' | 'hold' | 'pay' = 'join'
+  const via: Sender = (base, method, path, options) => traffic.send(base, method, path, { ...options, timeoutMs })
+  const admitted = () => activeToken(baseUrl, userId, { via, deadline })
+  const unexpected = (what: string, reply: Reply) =>
+    new Error(`user ${userId} ${what}: unexpected ${reply.status} ${JSON.stringify(reply.body)}`)
+  let token = await admitted()
   let seat: { concertDetailId: number; seatNo: number } | undefined
   let reservationId = 0
   let lostPayAnswers = 0
-  const auth = () => ({ authorization: `Bearer ${token}` })
-  const unexpected = (what: string, reply: Reply) =>
-    new Error(`user ${userId} ${what}: unexpected ${reply.status} ${JSON.stringify(reply.body)}`)
 
   while (Date.now() < deadline) {
-    if (step === 'join') {
-      const reply = await traffic.send(baseUrl(), 'POST', '/concert/wait', { body: { userId }, timeoutMs })
-      if (retryable(reply)) {
-        await delay(50)
-        continue
-      }
-      if (reply!.status !== 200) throw unexpected('joining', reply!)
-      token = reply!.body.token
-      step = reply!.body.status === 'ACTIVE' ? (reservationId ? 'pay' : 'hold') : 'wait'
-    } else if (step === 'wait') {
-      const reply = await traffic.send(baseUrl(), 'GET', '/concert/wait', { headers: auth(), timeoutMs })
-      if (retryable(reply)) {
-        await delay(50)
-        continue
-      }
-      if (reply!.status === 404) step = 'join'
-      else if (reply!.status !== 200) throw unexpected('waiting', reply!)
-      else if (reply!.body.status === 'ACTIVE') step = reservationId ? 'pay' : 'hold'
-      else await delay(20)
-    } else if (step === 'hold') {
+    if (!reservationId) {
       seat ??= seats.pick()
-      const reply = await traffic.send(baseUrl(), 'PATCH', '/concert/seat', { body: { userId, ...seat }, headers: auth(), timeoutMs })
-      if (retryable(reply)) {
-        await delay(50)
-        continue
-      }
-      if (reply!.status === 200) {
+      const reply = await via(baseUrl, 'PATCH', '/concert/seat', { body: { userId, ...seat }, headers: bearer(token) })
+      if (retryable(reply)) await delay(50)
+      else if (reply.status === 200) {
         seats.taken(seat)
-        reservationId = reply!.body.reservationId
-        step = 'pay'
-      } else if (reply!.status === 409 && reply!.body.code === 'SEAT_TAKEN') {
+        reservationId = reply.body.reservationId
+      } else if (reply.status === 409 && reply.body.code === 'SEAT_TAKEN') {
         seats.taken(seat)
         seat = undefined
-      } else if (reply!.status === 403 && /^NOT_(ACTIVE|IN_QUEUE)$/.test(reply!.body.code)) {
-        step = 'join'
-      } else throw unexpected(`holding seat ${JSON.stringify(seat)}`, reply!)
+      } else if (leftTheQueue(reply)) token = await admitted()
+      else throw unexpected(`holding seat ${JSON.stringify(seat)}`, reply)
     } else {
-      const reply = await traffic.send(baseUrl(), 'POST', '/concert/reservation/days', {
+      const reply = await via(baseUrl, 'POST', '/concert/reservation/days', {
         body: { userId, ...seat },
-        headers: { ...auth(), 'idempotency-key': `buy-${userId}` },
-        timeoutMs,
+        headers: { ...bearer(token), 'idempotency-key': `buy-${userId}` },
       })
       if (retryable(reply)) {
         lostPayAnswers++
         await delay(50)
-        continue
-      }
-      if (reply!.status === 200) {
-        if (reply!.body.reservationId !== reservationId) throw unexpected('paying for its own hold', reply!)
-        return { userId, ...seat!, reservationId, paymentId: reply!.body.paymentId, retried: lostPayAnswers > 0 }
-      }
-      if (reply!.status === 403 && /^NOT_(ACTIVE|IN_QUEUE)$/.test(reply!.body.code)) step = 'join'
-      else throw unexpected(`paying for seat ${JSON.stringify(seat)}`, reply!)
+      } else if (reply.status === 200) {
+        if (reply.body.reservationId !== reservationId) throw unexpected('paying for its own hold', reply)
+        return { userId, ...seat!, reservationId, paymentId: reply.body.paymentId, retried: lostPayAnswers > 0 }
+      } else if (leftTheQueue(reply)) token = await admitted()
+      else throw unexpected(`paying for seat ${JSON.stringify(seat)}`, reply)
     }
   }
-  throw new Error(`user ${userId} did not finish booking before the deadline (at step ${step})`)
+  throw new Error(`user ${userId} did not finish booking before the deadline (${reservationId ? 'paying' : 'holding'})`)
 }
-
-/** Runs `work` for each item with at most `concurrency` at once; resolves with all results. */
-export async function eachConcurrently<T, R>(items: T[], concurrency: number, work: (item: T) => Promise<R>): Promise<R[]> {
-  const results: R[] = []
-  let next = 0
-  const lane = async () => {
-    while (next < items.length) {
-      const index = next++
-      results[index] = await work(items[index]!)
-    }
-  }
-  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, lane))
-  return results
-}
-
-export const range = (from: number, count: number) => Array.from({ length: count }, (_, i) => from + i)
-export { delay }

@@ -1,0 +1,60 @@
+import { setTimeout as delay } from 'node:timers/promises'
+import { eachConcurrently } from './lists.js'
+import { bearer, send, type Reply, type SendOptions } from './http.js'
+
+/** Settings under which the admitter lets everyone in at once, for tests of what comes after. */
+export const OPEN_QUEUE = { MAX_ACTIVE: 10_000, ADMIT_BATCH: 10_000, ADMIT_INTERVAL_MS: 20 }
+
+/** How the requests go out: `send`, or a sender that records them; undefined is an answer lost. */
+export type Sender = (baseUrl: string, method: string, path: string, options: SendOptions) => Promise<Reply | undefined>
+
+export interface AdmitOptions {
+  /** Give up this long from now (default 10 s)... */
+  timeoutMs?: number
+  /** ... or at this time, when the caller has a deadline of its own. */
+  deadline?: number
+  via?: Sender
+  /** Users joining, and then waiting, at once. */
+  concurrency?: number
+}
+
+/**
+ * Joins the queue as every user, then waits until the admitter has let each of them in; answers
+ * their tokens, in order. As a patient client does it: a lost answer or a 503 is asked again, and
+ * a user the queue forgot (Redis restarted) joins again. Any other refusal throws.
+ */
+export async function activeTokens(baseUrl: string, userIds: number[], options: AdmitOptions = {}): Promise<string[]> {
+  const { via = send, concurrency = 32 } = options
+  const deadline = options.deadline ?? Date.now() + (options.timeoutMs ?? 10_000)
+  const ask = async (userId: number, method: string, path: string, sendOptions: SendOptions): Promise<Reply> => {
+    for (;;) {
+      const reply = await via(baseUrl, method, path, sendOptions)
+      if (reply !== undefined && reply.status !== 503) return reply
+      if (Date.now() > deadline) throw new Error(`user ${userId}: ${method} ${path} still ${reply ? `answered ${reply.status}` : 'unanswered'} at the deadline`)
+      await delay(50)
+    }
+  }
+  const join = async (userId: number): Promise<{ token: string; status: string }> => {
+    const joined = await ask(userId, 'POST', '/concert/wait', { body: { userId } })
+    if (joined.status !== 200) throw new Error(`user ${userId} could not join the queue: ${joined.status} ${JSON.stringify(joined.body)}`)
+    return joined.body
+  }
+  const joined = await eachConcurrently(userIds, concurrency, async (userId) => ({ userId, ...(await join(userId)) }))
+  return eachConcurrently(joined, concurrency, async ({ userId, token, status }) => {
+    while (status !== 'ACTIVE') {
+      if (Date.now() > deadline) throw new Error(`user ${userId} was not admitted before the deadline`)
+      await delay(20)
+      const standing = await ask(userId, 'GET', '/concert/wait', { headers: bearer(token) })
+      if (standing.status === 404) ({ token, status } = await join(userId))
+      else if (standing.status === 200) status = standing.body.status
+      else throw new Error(`user ${userId} waiting in the queue: ${standing.status} ${JSON.stringify(standing.body)}`)
+    }
+    return token
+  })
+}
+
+/** One user's token once the queue has admitted them (see `activeTokens`). */
+export async function activeToken(baseUrl: string, userId: number, options: AdmitOptions = {}): Promise<string> {
+  const [token] = await activeTokens(baseUrl, [userId], options)
+  return token!
+}
