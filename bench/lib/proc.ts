@@ -39,10 +39,6 @@ export function rssMb(pid: number): number | undefined {
   }
 }
 
-export function isAlive(pid: number): boolean {
-  return statFields(pid) !== undefined
-}
-
 function allPids(): number[] {
   return readdirSync('/proc')
     .filter((name) => /^\d+$/.test(name))

@@ -1,12 +1,13 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { spawnSync } from 'node:child_process'
 import { availableParallelism } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { loadConfig, type Config } from '../../src/config.js'
+import { configToEnv, loadConfig, type Config } from '../../src/config.js'
 import { parseMysqlUrl } from '../../src/db/connection.js'
 import { freePort } from '../../src/runtime/services.js'
+import { spawnServer, type LogLine, type ServerChild } from '../../test/helpers/server-process.js'
 import { compiledServers, type Build } from './build.js'
-import { childPids, isAlive, pidsByName } from './proc.js'
+import { childPids, pidsByName } from './proc.js'
 
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url))
 
@@ -154,14 +155,11 @@ export const serverCpuList = (pinning: Pinning): number[] => pinning.serverCpuLi
 export interface RunningServer {
   kind: ServerKind
   url: string
-  primaryPid: number
   /** The workers now: a dead worker's replacement shows up here after `findWorkers`. */
   workerPids: number[]
   /** Workers the primary reported dead so far ("worker died; replacing it"). */
   deaths: () => number
   findWorkers: () => number[]
-  /** The last lines the server printed, for error messages. */
-  logTail: () => string
   stop: () => Promise<void>
 }
 
@@ -172,20 +170,14 @@ export interface StartOptions {
   readyTimeoutMs?: number
 }
 
-const running = new Set<RunningServer>()
-
-function killNow(server: RunningServer) {
-  for (const pid of [server.primaryPid, ...server.workerPids]) {
-    if (isAlive(pid)) process.kill(pid, 'SIGKILL')
-  }
-}
+const running = new Map<RunningServer, ServerChild>()
 
 let cleanupInstalled = false
 function installCleanup() {
   if (cleanupInstalled) return
   cleanupInstalled = true
   // Whatever ends the lab, no server it started outlives it.
-  process.on('exit', () => running.forEach(killNow))
+  process.on('exit', () => running.forEach((child) => child.kill()))
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.once(signal, () => {
       process.stderr.write(`\n${signal}: stopping the servers this run started\n`)
@@ -195,33 +187,15 @@ function installCleanup() {
 }
 
 export async function stopAll(): Promise<void> {
-  await Promise.all([...running].map((server) => server.stop()))
+  await Promise.all([...running.keys()].map((server) => server.stop()))
 }
 
 // The app announces itself with a banner ("seatrush: 2 workers on http://...") or, at info level,
 // a JSON line; the references print a JSON line "<name> is serving".
-function isReadyLine(line: string): boolean {
-  if (/^seatrush: \d+ workers? on /.test(line)) return true
-  try {
-    return /is serving$/.test((JSON.parse(line) as { msg?: string }).msg ?? '')
-  } catch {
-    return false
-  }
-}
-
-function waitForExit(child: ChildProcess, timeoutMs: number): Promise<boolean> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true)
-  return new Promise((done) => {
-    const timer = setTimeout(() => done(false), timeoutMs)
-    child.once('exit', () => {
-      clearTimeout(timer)
-      done(true)
-    })
-  })
-}
+const isReadyLine = (line: LogLine) => /^seatrush: \d+ workers? on /.test(line.raw) || /is serving$/.test(line.msg ?? '')
 
 // The app's primary logs this (pino, stdout) and the references' primary prints "worker ... died".
-const isDeathLine = (line: string) => /worker died; replacing it|: worker \d+ died/.test(line)
+const isDeathLine = (line: LogLine) => /worker died; replacing it|: worker \d+ died/.test(line.raw)
 
 /** Node children of the primary (tsx may add an esbuild helper beside them). */
 function workersOf(primaryPid: number): number[] {
@@ -231,78 +205,54 @@ function workersOf(primaryPid: number): number[] {
 
 /**
  * Starts a server as its own cluster (pinned to the server CPUs when pinning applies) on a free
- * port with the given config (or the same as env variables), and resolves once every worker listens.
+ * port with the given config, and resolves once every worker listens.
  */
-export async function startServer(kind: ServerKind, config: Config | Record<string, string>, options: StartOptions): Promise<RunningServer> {
-  const env = Object.fromEntries(Object.entries(config).filter(([, value]) => value !== undefined).map(([key, value]) => [key, String(value)]))
+export async function startServer(kind: ServerKind, config: Config, options: StartOptions): Promise<RunningServer> {
   installCleanup()
   const port = await freePort()
   const nodeArgs = serverRuntime().command(entries[kind], options.probeDir !== undefined)
-  const command = options.pinning.serverCpus
-    ? ['taskset', '-c', options.pinning.serverCpus, process.execPath, ...nodeArgs]
-    : [process.execPath, ...nodeArgs]
-  const child = spawn(command[0]!, command.slice(1), {
-    cwd: repoRoot,
-    env: { ...process.env, ...env, PORT: String(port), ...(options.probeDir ? { BENCH_PROBE_DIR: options.probeDir } : {}) },
-    stdio: ['ignore', 'pipe', 'pipe'],
+  const child = spawnServer({
+    command: [...(options.pinning.serverCpus ? ['taskset', '-c', options.pinning.serverCpus] : []), process.execPath, ...nodeArgs],
+    env: { ...process.env, ...configToEnv(config), PORT: String(port), ...(options.probeDir ? { BENCH_PROBE_DIR: options.probeDir } : {}) },
   })
-
-  const lines: string[] = []
   let deaths = 0
-  const remember = (line: string) => {
+  let ready = false
+  child.onLine((line) => {
     if (isDeathLine(line)) deaths++
-    lines.push(line)
-    if (lines.length > 40) lines.shift()
-  }
+    if (isReadyLine(line)) ready = true
+  })
   const server: RunningServer = {
     kind,
     url: `http://127.0.0.1:${port}`,
-    primaryPid: child.pid!,
     workerPids: [],
     deaths: () => deaths,
-    findWorkers: () => (server.workerPids = workersOf(server.primaryPid)),
-    logTail: () => lines.join('\n'),
+    findWorkers: () => {
+      server.workerPids = workersOf(child.pid)
+      server.workerPids.forEach(child.track)
+      return server.workerPids
+    },
     stop: async () => {
       if (!running.delete(server)) return
-      child.kill('SIGTERM')
-      if (!(await waitForExit(child, 15_000))) killNow(server)
-      // A worker the primary could not drain in time is stopped here, by its own pid.
-      for (const pid of server.workerPids) if (isAlive(pid)) process.kill(pid, 'SIGKILL')
+      // A primary that cannot drain its workers in time is stopped, and they too, by pid.
+      await child.stop(15_000).catch(() => {})
     },
   }
-  running.add(server)
-
-  const ready = new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${kind} server not ready after ${(options.readyTimeoutMs ?? 60_000) / 1000}s`)), options.readyTimeoutMs ?? 60_000)
-    let buffered = ''
-    child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-      buffered += chunk
-      const parts = buffered.split('\n')
-      buffered = parts.pop() ?? ''
-      for (const line of parts) {
-        remember(line)
-        if (deaths >= 3) {
-          clearTimeout(timer)
-          reject(new Error(`${kind} server: workers keep dying at start-up`))
-        }
-        if (isReadyLine(line)) {
-          clearTimeout(timer)
-          resolve()
-        }
-      }
-    })
-    child.stderr!.setEncoding('utf8').on('data', (chunk: string) => chunk.split('\n').filter(Boolean).forEach(remember))
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer)
-      reject(new Error(`${kind} server exited (${signal ?? code}) before it was ready`))
-    })
-  })
+  running.set(server, child)
 
   try {
-    await ready
+    await child.waitUntil(
+      `the ${kind} server to be ready`,
+      () => {
+        if (deaths >= 3) throw new Error(`${kind} server: workers keep dying at start-up`)
+        const exit = child.exit()
+        if (!ready && exit) throw new Error(`${kind} server exited (${exit.signal ?? exit.code}) before it was ready`)
+        return ready
+      },
+      options.readyTimeoutMs ?? 60_000,
+    )
   } catch (error) {
     await server.stop()
-    throw new Error(`${(error as Error).message}; its last lines:\n${server.logTail()}`)
+    throw error
   }
   server.findWorkers()
   return server
