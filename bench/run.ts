@@ -6,6 +6,7 @@
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { storeBeside } from '../test/helpers/store.js'
 import { runLoad, type LoadResult, type RequestStep } from './lib/autocannon.js'
 import { barChart } from './lib/charts.js'
 import { findEndpoints, endpointTitle, steps } from './lib/endpoints.js'
@@ -45,9 +46,7 @@ await runLab<BenchRow>('bench', async ({ flags, pinning, progress }) => {
   // No shedding: the numbers are what each server can do, not how early it gives up.
   const config = labConfig('run', users, { WORKERS: workers, SEATS_PER_DETAIL: flags.seats ?? 50, SHED_LOAD: false, ...flags.set })
   // The thin reference gets a database of its own, so both start from the same seats and balances.
-  const thinDatabase = new URL(config.MYSQL_URL)
-  thinDatabase.pathname = `${thinDatabase.pathname}_thin`
-  const configs = { app: config, thin: { ...config, MYSQL_URL: thinDatabase.href, REDIS_KEY_PREFIX: `${config.REDIS_KEY_PREFIX}-thin` } }
+  const configs = { app: config, thin: { ...config, ...storeBeside(config, 'thin') } }
   const probeDir = mkdtempSync(join(tmpdir(), 'seatrush-bench-'))
   const rows: BenchRow[] = []
 

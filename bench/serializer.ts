@@ -29,7 +29,7 @@ import { bearer } from '../test/helpers/http.js'
 import { activeToken } from '../test/helpers/queue.js'
 import { runLoad } from './lib/autocannon.js'
 import { consoleTable, defaultResultsRoot, describeMachine, formatNumber, machineRows, markdownTable, type Machine, type Table } from './lib/report.js'
-import { benchConfig, startServer, stopAll, type Pinning } from './lib/server.js'
+import { labConfig, startServer, stopAll, type Pinning } from './lib/server.js'
 
 const BENCH_CONCERT_ID = 2
 
@@ -414,10 +414,7 @@ async function main() {
   const plan = readPlan()
   const startedAt = new Date()
   const loadAtStart = loadavg()[0]!
-  const { serverUrl } = parseMysqlUrl(process.env.MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/seatrush')
-  const database = 'seatrush_bench_serializer'
   const serverSettings = {
-    REDIS_KEY_PREFIX: 'bench-serializer',
     WORKERS: plan.workers,
     SERIALIZER_THREADS: 2,
     SEED_USERS: 10,
@@ -425,7 +422,7 @@ async function main() {
     // Measure throughput, not shedding: a 503 would count as a fast answer.
     SHED_LOAD: 'false',
   }
-  const config = benchConfig({ ...serverSettings, MYSQL_URL: `${serverUrl.replace(/\/$/, '')}/${database}` })
+  const config = labConfig('serializer', 10, serverSettings)
   // Not pinned: the pool threads need the second core that pinning would give the load generator.
   const pinning: Pinning = { applied: false, note: 'not applied: the pool threads need every core', serverCpuCount: availableParallelism() }
   const dir = runFolder(startedAt, plan.quick)
@@ -444,7 +441,7 @@ async function main() {
     finishedAt: new Date().toISOString(),
     machine,
     plan,
-    settings: { database, ...serverSettings, CONNECTIONS_PER_THREAD, CONCERT_CACHE_MS: config.CONCERT_CACHE_MS },
+    settings: { database: parseMysqlUrl(config.MYSQL_URL).database, REDIS_KEY_PREFIX: config.REDIS_KEY_PREFIX, ...serverSettings, CONNECTIONS_PER_THREAD, CONCERT_CACHE_MS: config.CONCERT_CACHE_MS },
     pinning,
     loadAverage: [loadAtStart, loadavg()[0]!],
     inProcess,

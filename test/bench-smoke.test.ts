@@ -7,34 +7,27 @@ import t, { type Test } from 'tap'
 import { endpointTitle, endpoints } from '../bench/lib/endpoints.js'
 import { validateRun } from '../bench/lib/validate-run.js'
 import { loadConfig } from '../src/config.js'
-import { dropDatabase, parseMysqlUrl } from '../src/db/connection.js'
-import { deleteRedisKeys } from './helpers/app.js'
+import { dropStore, ownStore, storeBeside } from './helpers/store.js'
 
 // The lab's commands end to end, each in its shortest form, checked for the shape of what they
 // write (never for speed): each needs real MySQL and Redis and starts real servers.
 t.setTimeout(360_000)
 
 const ROOT = resolve(import.meta.dirname, '..')
-const id = randomBytes(4).toString('hex')
-const { serverUrl } = parseMysqlUrl(process.env.MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/seatrush')
-const database = `${serverUrl.replace(/\/$/, '')}/seatrush_smoke_${id}`
-const prefix = `smoke-${id}`
+const store = ownStore('smoke', randomBytes(4).toString('hex'))
+const storeFlags = Object.entries(store).flatMap(([name, value]) => ['--set', `${name}=${value}`])
 const out = mkdtempSync(join(tmpdir(), 'seatrush-bench-smoke-'))
-const store = ['--set', `MYSQL_URL=${database}`, '--set', `REDIS_KEY_PREFIX=${prefix}`]
 
 t.teardown(async () => {
   rmSync(out, { recursive: true, force: true })
-  // bench/run.ts gives its thin reference a database and prefix of its own beside these.
-  for (const [url, keyPrefix] of [[database, prefix], [`${database}_thin`, `${prefix}-thin`]] as const) {
-    await dropDatabase(url)
-    await deleteRedisKeys(loadConfig({ ...process.env, REDIS_KEY_PREFIX: keyPrefix }))
-  }
+  // bench/run.ts gives its thin reference a store of its own beside this one.
+  for (const used of [store, storeBeside(store, 'thin')]) await dropStore(loadConfig({ ...process.env, ...used }))
 })
 
 /** Runs one lab command to its end and answers the run folder it wrote. */
 async function runCommand(t: Test, script: string, args: string[], timeoutMs: number): Promise<string> {
   const root = join(out, script.replace(/\W/g, '-'))
-  const child = spawn(process.execPath, ['--import', 'tsx', script, '--quick', '--out', root, ...store, ...args], {
+  const child = spawn(process.execPath, ['--import', 'tsx', script, '--quick', '--out', root, ...storeFlags, ...args], {
     cwd: ROOT,
     env: process.env,
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,25 +1,14 @@
 import t from 'tap'
 import { once } from 'node:events'
-import { sql, type Kysely } from 'kysely'
+import { sql } from 'kysely'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from '../src/app.js'
 import { parseMysqlUrl } from '../src/db/connection.js'
-import { SEED_CONCERT_ID, addSeats } from '../src/db/seed.js'
-import type { Database } from '../src/db/schema.js'
+import { SEED_CONCERT_ID } from '../src/db/seed.js'
 import { buildTestApp, listen, prepareTestData, testConfig } from './helpers/app.js'
 import { OPEN_QUEUE, activeToken } from './helpers/queue.js'
 import { bearer } from './helpers/http.js'
-
-/** A new dated option of the seeded concert with `seats` seats; answers its id. */
-async function addHall(db: Kysely<Database>, seats: number): Promise<number> {
-  const { insertId } = await db
-    .insertInto('concert_details')
-    .values({ concert_id: SEED_CONCERT_ID, starts_at: new Date(Date.now() + 90 * 86_400_000), price: 50_000, total_seats: 0 })
-    .executeTakeFirstOrThrow()
-  const concertDetailId = Number(insertId)
-  await addSeats(db, concertDetailId, seats)
-  return concertDetailId
-}
+import { addHall } from './helpers/halls.js'
 
 const seatMap = (app: FastifyInstance, concertDetailId: number, token: string) =>
   app.inject({ method: 'GET', url: `/concert/seats/${concertDetailId}`, headers: bearer(token) })
@@ -30,8 +19,8 @@ const pooled = (app: FastifyInstance) => app.serializer.pool?.completed ?? 0
 t.test('inline and worker answer byte-identical seat maps, holds and sales included', async (t) => {
   const config = testConfig(OPEN_QUEUE)
   const db = await prepareTestData(t, config)
-  const largeHall = await addHall(db, 6000)
-  const smallHall = await addHall(db, 30)
+  const largeHall = await addHall(db, SEED_CONCERT_ID, 6000)
+  const smallHall = await addHall(db, SEED_CONCERT_ID, 30)
   const inline = await buildApp({ ...config, SERIALIZER: 'inline' }, { logger: false })
   t.teardown(() => inline.close())
   const worker = await buildApp({ ...config, SERIALIZER: 'worker' }, { logger: false })
@@ -84,8 +73,8 @@ t.test('inline and worker answer byte-identical seat maps, holds and sales inclu
 
 t.test('auto builds seat maps of SERIALIZER_THRESHOLD_SEATS seats or more in the pool, smaller ones inline', async (t) => {
   const { app, db } = await buildTestApp(t, { ...OPEN_QUEUE, SERIALIZER: 'auto', SERIALIZER_THRESHOLD_SEATS: 1000 })
-  const atThreshold = await addHall(db, 1000)
-  const justBelow = await addHall(db, 999)
+  const atThreshold = await addHall(db, SEED_CONCERT_ID, 1000)
+  const justBelow = await addHall(db, SEED_CONCERT_ID, 999)
   const token = await activeToken(await listen(app), 9)
 
   const builtInPool = async (concertDetailId: number) => {

@@ -1,20 +1,17 @@
-import { Redis } from 'ioredis'
 import type { Config } from '../../src/config.js'
-import { createDb, dropDatabase } from '../../src/db/connection.js'
+import { createDb } from '../../src/db/connection.js'
 import { prepareDatabase } from '../../src/db/prepare.js'
-import { SEED_CONCERT_ID, addSeats } from '../../src/db/seed.js'
-import { redisKeyPattern } from '../../src/plugins/redis.js'
+import { SEED_CONCERT_ID } from '../../src/db/seed.js'
+import { HALL_CONCERT_ID, addHall, addHallConcert } from '../../test/helpers/halls.js'
 import { range } from '../../test/helpers/lists.js'
 import { activeTokens } from '../../test/helpers/queue.js'
+import { dropStore } from '../../test/helpers/store.js'
 
 export interface Hold {
   userId: number
   concertDetailId: number
   seatNo: number
 }
-
-/** The large hall: one dated option of a second concert with thousands of seats (a CPU-heavy seat map). */
-export const HALL_CONCERT_ID = 2
 
 /** What the generated requests draw their ids from: real users, real tokens, real seats. */
 export interface Fixture {
@@ -47,25 +44,12 @@ function shuffle<T>(items: T[]): T[] {
  * Redis keys under the lab's prefix. Answers the ids the requests draw from (tokens come later).
  */
 export async function resetLab(config: Config, hallSeats: number): Promise<Fixture> {
-  await dropDatabase(config.MYSQL_URL)
+  await dropStore(config)
   await prepareDatabase(config)
-  const redis = new Redis(config.REDIS_URL)
-  try {
-    const stream = redis.scanStream({ match: redisKeyPattern(config.REDIS_KEY_PREFIX), count: 1000 })
-    for await (const keys of stream as AsyncIterable<string[]>) if (keys.length) await redis.del(...keys)
-  } finally {
-    redis.disconnect()
-  }
-
   const db = createDb(config.MYSQL_URL, 1)
   try {
-    await db.insertInto('concerts').values({ id: HALL_CONCERT_ID, title: 'Seatrush Arena', artist: 'The Queue', venue: 'Large Hall' }).execute()
-    const { insertId } = await db
-      .insertInto('concert_details')
-      .values({ concert_id: HALL_CONCERT_ID, starts_at: new Date(Date.now() + 60 * 86_400_000), price: config.SEAT_PRICE, total_seats: 0 })
-      .executeTakeFirstOrThrow()
-    const hallDetailId = Number(insertId)
-    await addSeats(db, hallDetailId, hallSeats)
+    await addHallConcert(db)
+    const hallDetailId = await addHall(db, HALL_CONCERT_ID, hallSeats, config.SEAT_PRICE)
     const details = await db.selectFrom('concert_details').select('id').where('concert_id', '=', SEED_CONCERT_ID).orderBy('id').execute()
     return {
       users: config.SEED_USERS,

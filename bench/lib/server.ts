@@ -3,9 +3,9 @@ import { availableParallelism } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { configToEnv, loadConfig, type Config } from '../../src/config.js'
-import { parseMysqlUrl } from '../../src/db/connection.js'
 import { freePort } from '../../src/runtime/services.js'
 import { spawnServer, type LogLine, type ServerChild } from '../../test/helpers/server-process.js'
+import { ownStore } from '../../test/helpers/store.js'
 import { compiledServers, type Build } from './build.js'
 import { childPids, pidsByName } from './proc.js'
 
@@ -45,50 +45,34 @@ export type ServerKind = keyof typeof entries
 export type Settings = Record<string, string | number | boolean>
 
 /**
- * The lab's server config: its own database and Redis key prefix (so it never meets the tests'
- * data), a fixed token secret (tokens survive a restart between runs), quiet logs, and the
- * given settings on top. MYSQL_URL and REDIS_URL in the environment choose the servers.
+ * The config of a lab command's servers: a store of the command's own (seatrush_bench_<name>,
+ * bench-<name>, so two lab commands running at once never reset each other's data), a fixed
+ * token secret (tokens survive a restart between runs), quiet logs, every user admitted at once
+ * and for the whole run, balances that never run out, and no per-user rate limits (the lab
+ * reuses a thousand users far faster than people would); `settings` on top. MYSQL_URL and
+ * REDIS_URL in the environment choose the servers.
  */
-export function benchConfig(settings: Settings = {}): Config {
-  const { serverUrl } = parseMysqlUrl(process.env.MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/seatrush')
+export function labConfig(name: string, users: number, settings: Settings): Config {
   return loadConfig({
-    MYSQL_URL: `${serverUrl.replace(/\/$/, '')}/seatrush_bench`,
+    ...ownStore('bench', name),
     REDIS_URL: process.env.REDIS_URL,
-    REDIS_KEY_PREFIX: 'bench',
     TOKEN_SECRET: 'seatrush-bench-secret-not-for-production',
     EMBEDDED_SERVICES: 'never',
     LOG_LEVEL: 'warn',
     HOST: '127.0.0.1',
-    ...Object.fromEntries(Object.entries(settings).map(([key, value]) => [key, String(value)])),
-  })
-}
-
-/**
- * A database and Redis key prefix of the command's own (seatrush_bench_<name>, bench-<name>), so
- * two lab commands running at once never reset each other's data. Settings for `benchConfig`.
- */
-function labStore(name: string): Settings {
-  const { serverUrl } = parseMysqlUrl(process.env.MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/seatrush')
-  return { MYSQL_URL: `${serverUrl.replace(/\/$/, '')}/seatrush_bench_${name}`, REDIS_KEY_PREFIX: `bench-${name}` }
-}
-
-/**
- * The config of a lab command's servers: its own store (`labStore`), every user admitted at once
- * and for the whole run, balances that never run out, and no per-user rate limits (the lab
- * reuses a thousand users far faster than people would); `settings` on top.
- */
-export function labConfig(name: string, users: number, settings: Settings): Config {
-  return benchConfig({
-    ...labStore(name),
-    SEED_USERS: users,
-    SEED_POINTS: 100_000_000,
-    MAX_ACTIVE: users,
-    ADMIT_BATCH: users,
-    ADMIT_INTERVAL_MS: 100,
-    ACTIVE_TTL_MS: 3_600_000,
-    RATE_LIMIT_WAIT_PER_MIN: 0,
-    RATE_LIMIT_PAY_PER_MIN: 0,
-    ...settings,
+    ...Object.fromEntries(
+      Object.entries({
+        SEED_USERS: users,
+        SEED_POINTS: 100_000_000,
+        MAX_ACTIVE: users,
+        ADMIT_BATCH: users,
+        ADMIT_INTERVAL_MS: 100,
+        ACTIVE_TTL_MS: 3_600_000,
+        RATE_LIMIT_WAIT_PER_MIN: 0,
+        RATE_LIMIT_PAY_PER_MIN: 0,
+        ...settings,
+      }).map(([key, value]) => [key, String(value)]),
+    ),
   })
 }
 

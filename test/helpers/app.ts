@@ -1,25 +1,22 @@
 import { randomBytes } from 'node:crypto'
 import type { Test } from 'tap'
 import type { FastifyInstance } from 'fastify'
-import { Redis } from 'ioredis'
 import { buildApp } from '../../src/app.js'
 import { loadConfig, type Config } from '../../src/config.js'
-import { createDb, dropDatabase, parseMysqlUrl } from '../../src/db/connection.js'
+import { createDb } from '../../src/db/connection.js'
 import { prepareDatabase } from '../../src/db/prepare.js'
 import type { Kysely } from 'kysely'
 import type { Database } from '../../src/db/schema.js'
+import { dropStore, ownStore } from './store.js'
 
 /**
  * A config of the test's own: a fresh database and Redis key prefix, so test files run in
  * parallel against one MySQL and one Redis without seeing each other.
  */
 export function testConfig(overrides: Record<string, string | number | boolean> = {}): Config {
-  const id = randomBytes(4).toString('hex')
-  const { serverUrl } = parseMysqlUrl(process.env.MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/seatrush')
   return loadConfig({
     ...process.env,
-    MYSQL_URL: `${serverUrl.replace(/\/$/, '')}/seatrush_test_${id}`,
-    REDIS_KEY_PREFIX: `test-${id}`,
+    ...ownStore('test', randomBytes(4).toString('hex')),
     LOG_LEVEL: 'silent',
     SEED_USERS: '200',
     SHED_LOAD: 'false',
@@ -37,20 +34,9 @@ export async function prepareTestData(t: Test, config: Config): Promise<Kysely<D
   const db = createDb(config.MYSQL_URL, 5)
   t.teardown(async () => {
     await db.destroy()
-    await dropDatabase(config.MYSQL_URL)
-    await deleteRedisKeys(config)
+    await dropStore(config)
   })
   return db
-}
-
-export async function deleteRedisKeys(config: Config): Promise<void> {
-  const redis = new Redis(config.REDIS_URL)
-  try {
-    const keys = await redis.keys(`{${config.REDIS_KEY_PREFIX}}*`)
-    if (keys.length) await redis.del(...keys)
-  } finally {
-    redis.disconnect()
-  }
 }
 
 export interface TestContext {
