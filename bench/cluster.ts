@@ -4,6 +4,7 @@
  * generator), read from /proc/<pid>/stat. See docs/lab.md for how to read the report.
  */
 import { cpus } from 'node:os'
+import { setTimeout as delay } from 'node:timers/promises'
 import { runLoad, type LoadResult } from './lib/autocannon.js'
 import { lineChart } from './lib/charts.js'
 import { steps } from './lib/endpoints.js'
@@ -64,7 +65,7 @@ await runLab<ClusterRow>('cluster', async ({ flags, pinning, progress }) => {
       await runLoad({ url: server.url, connections, durationS: warmupS, steps: workload })
       const stores = { mysql: database.map((p) => p.pid), redis: redis.map((p) => p.pid) }
       const idle = startCpuMeter(stores)
-      await new Promise((resolve) => setTimeout(resolve, idleS * 1000))
+      await delay(idleS * 1000)
       const idleCpu = idle()
       progress(`${workers} worker(s): measuring for ${durationS} s`)
       const cpu = startCpuMeter({ app: server.workerPids, ...stores, loadGenerator: [process.pid] })

@@ -1,11 +1,11 @@
 import { request as httpRequest } from 'node:http'
+import { setTimeout as delay } from 'node:timers/promises'
 import t from 'tap'
 import { prepareTestData, testConfig } from './helpers/app.js'
 import { ledgerMismatches } from './helpers/invariants.js'
 import { isAlive, startServer } from './helpers/server-process.js'
 import { send, type Reply } from './helpers/http.js'
-
-const delay = (ms: number) => new Promise((done) => setTimeout(done, ms))
+import { waitFor } from './helpers/wait.js'
 
 t.test('a worker killed with SIGKILL is replaced and the server keeps answering', async (t) => {
   const config = testConfig({ WORKERS: 2, SEED_USERS: 50, SEED_POINTS: 1000 })
@@ -28,7 +28,7 @@ t.test('a worker killed with SIGKILL is replaced and the server keeps answering'
     }
   }
   const clients = Array.from({ length: 4 }, client)
-  await delay(300)
+  await waitFor('the clients to be answered', () => results.filter((r) => r.status === 200).length >= 8)
 
   const [victim, survivor] = server.workerPids as [number, number]
   const mark = server.logs.length
@@ -44,7 +44,8 @@ t.test('a worker killed with SIGKILL is replaced and the server keeps answering'
   t.not(replacement, victim, 'the replacement is a new process')
   t.not(replacement, survivor, 'the replacement is not the surviving worker')
 
-  await delay(1000)
+  // Enough requests after it that both live workers served some (connections go round-robin).
+  await waitFor('requests after the replacement', () => results.filter((r) => r.startedAt >= replacedAt).length >= 20)
   loading = false
   await Promise.all(clients)
 

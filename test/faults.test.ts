@@ -11,6 +11,7 @@ import { appConnectionKiller, mysqlTarget, mysqlUrlVia, startPrivateRedis, start
 import { SeatPool, Traffic, buySeat, hasErrorShape, type Outcome, type Purchase } from './helpers/traffic.js'
 import { eachConcurrently, range } from './helpers/lists.js'
 import { send, type Reply } from './helpers/http.js'
+import { waitFor } from './helpers/wait.js'
 
 // Every test here runs real cluster processes under concurrent traffic, injects one fault, and
 // ends with the PRODUCT.md invariants checked in the database. Clients retry a lost answer or a
@@ -134,7 +135,7 @@ t.test('a worker SIGKILLed under booking traffic is replaced; no payment is lost
   const buy = (userId: number) => buySeat({ baseUrl: server.baseUrl, userId, seats, traffic, deadline })
   const booking = eachConcurrently(firstWave, concurrency, async (userId) => purchases.push(await buy(userId)))
 
-  while (purchases.length < firstWave.length / 4) await delay(5)
+  await waitFor('a quarter of the first wave to pay', () => purchases.length >= firstWave.length / 4, { timeoutMs: 60_000, intervalMs: 5 })
   const [victim] = server.workerPids as [number]
   const paidAtKill = purchases.length
   const mark = server.logs.length
@@ -263,7 +264,7 @@ t.test('Redis stopped and started again: queue calls fail at once with 503, then
   const booking = eachConcurrently(buyers, 25, async (userId) => {
     purchases.push(await buySeat({ baseUrl: base, userId, seats, traffic, deadline }))
   })
-  while (purchases.length < buyers.length / 5) await delay(5)
+  await waitFor('a fifth of the buyers to pay', () => purchases.length >= buyers.length / 5, { timeoutMs: 60_000, intervalMs: 5 })
 
   await redis.kill()
   const downAt = Date.now()
@@ -404,7 +405,7 @@ t.test('MySQL unreachable for a while: 503 at once while it is out, recovery wit
     purchases.push(await buySeat({ baseUrl: base, userId, seats, traffic, deadline }))
   })
   const charging = startCharging(base, chargers, traffic)
-  while (purchases.length < buyers.length / 5) await delay(5)
+  await waitFor('a fifth of the buyers to pay', () => purchases.length >= buyers.length / 5, { timeoutMs: 60_000, intervalMs: 5 })
 
   const openAtCut = proxy.open()
   await proxy.cut()

@@ -1,9 +1,10 @@
 import t from 'tap'
 import fc from 'fast-check'
-import { createHmac } from 'node:crypto'
 import type { InjectOptions } from 'fastify'
 import { MAX_ID } from '../src/shared/schemas.js'
 import { buildTestApp } from './helpers/app.js'
+import { signJwt } from './helpers/jwt.js'
+import { waitFor } from './helpers/wait.js'
 import { hasErrorShape } from './helpers/traffic.js'
 
 // Thousands of hostile requests across every route. Each generated request to a route that can
@@ -36,23 +37,17 @@ const { app, db, config } = await buildTestApp(t, {
 })
 const secret = config.TOKEN_SECRET!
 
-const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms))
-
 async function inject(options: InjectOptions) {
   const res = await app.inject(options)
   if (res.statusCode >= 300) throw new Error(`set-up call ${options.method} ${options.url} failed: ${res.statusCode} ${res.body}`)
   return res.json()
 }
 
-async function waitForQueue(active: number, waiting: number) {
-  const deadline = Date.now() + 10_000
-  for (;;) {
+const waitForQueue = (active: number, waiting: number) =>
+  waitFor(`the queue to hold ${active} active and ${waiting} waiting`, async () => {
     const sizes = await app.queue.sizes()
-    if (sizes.active === active && sizes.waiting === waiting) return
-    if (Date.now() > deadline) throw new Error(`queue never reached ${active} active / ${waiting} waiting: ${JSON.stringify(sizes)}`)
-    await sleep(20)
-  }
-}
+    return sizes.active === active && sizes.waiting === waiting
+  })
 
 // The state the requests are thrown at: user 2 bought seat 1/2 and left the queue; user 1 is
 // active and holds seat 1/1; user 3 is active; users 4 and 5 wait.
@@ -89,12 +84,6 @@ async function snapshot() {
   return { balances, seats, reservations, payments, history, idempotencyKeys, queue: { waiting: waiting.sort(), active: active.sort(), arrivals, admissions } }
 }
 const before = await snapshot()
-
-function signJwt(payload: object, key: string, header: object = { alg: 'HS256', typ: 'JWT' }): string {
-  const encode = (part: object) => Buffer.from(JSON.stringify(part)).toString('base64url')
-  const unsigned = `${encode(header)}.${encode(payload)}`
-  return `${unsigned}.${createHmac('sha256', key).update(unsigned).digest('base64url')}`
-}
 
 // ---- values -------------------------------------------------------------------------------
 

@@ -1,3 +1,4 @@
+import { setTimeout as delay } from 'node:timers/promises'
 import t from 'tap'
 import { Redis } from 'ioredis'
 import { redisKey } from '../src/plugins/redis.js'
@@ -5,6 +6,7 @@ import { buildTestApp, listen, prepareTestData, testConfig } from './helpers/app
 import { OPEN_QUEUE, activeToken } from './helpers/queue.js'
 import { startServer } from './helpers/server-process.js'
 import { bearer, send } from './helpers/http.js'
+import { waitFor } from './helpers/wait.js'
 
 const SAMPLE = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/
 
@@ -88,7 +90,7 @@ t.test('requests shed under pressure are counted', async (t) => {
       shed++
       t.equal(res.json().code, 'SERVICE_OVERLOADED')
     } else {
-      await new Promise((resolve) => setTimeout(resolve, 50))
+      await delay(50)
     }
   }
   t.equal(shed, 3, 'the worker sheds')
@@ -116,10 +118,7 @@ t.test('in the cluster, GET /metrics sums every worker and reads the queue once'
   for (const userId of [1, 2, 3]) t.equal((await send(server.baseUrl, 'POST', '/concert/wait', { body: { userId } })).status, 200)
   const redis = new Redis(config.REDIS_URL)
   t.teardown(() => redis.disconnect())
-  const deadline = Date.now() + 5000
-  while ((await redis.zcard(redisKey(config.REDIS_KEY_PREFIX, 'active'))) < 1 && Date.now() < deadline) {
-    await new Promise((resolve) => setTimeout(resolve, 20))
-  }
+  await waitFor('user 1 to be admitted', async () => (await redis.zcard(redisKey(config.REDIS_KEY_PREFIX, 'active'))) >= 1, { timeoutMs: 5000 })
 
   // Each scrape reaches one worker; both must answer for the whole cluster.
   for (let scrape = 0; scrape < 2; scrape++) {

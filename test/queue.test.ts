@@ -1,10 +1,10 @@
+import { setTimeout as delay } from 'node:timers/promises'
 import t from 'tap'
 import { buildApp } from '../src/app.js'
 import { buildTestApp, listen, prepareTestData, testConfig } from './helpers/app.js'
 import { bearer, send } from './helpers/http.js'
 import { activeToken } from './helpers/queue.js'
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+import { waitFor } from './helpers/wait.js'
 
 t.test('one user enqueued 50 times at once: one queue entry, one position', async (t) => {
   // MAX_ACTIVE 1 with user 1 holding the slot keeps everyone else waiting.
@@ -52,18 +52,24 @@ t.test('positions follow arrival and the ETA follows from rank, batch and interv
 
 t.test('admission keeps running with no traffic, and an idle active user expires', async (t) => {
   const { app } = await buildTestApp(t, { MAX_ACTIVE: 2, ADMIT_BATCH: 1, ADMIT_INTERVAL_MS: 50, ACTIVE_TTL_MS: 1000 })
+  const statuses = () => Promise.all([1, 2, 3, 4].map(async (u) => (await app.queue.status(u)).status))
   for (const userId of [1, 2, 3, 4]) await app.queue.enqueue(userId)
-  await sleep(300)
+  await waitFor('two users admitted', async () => (await statuses()).filter((status) => status === 'ACTIVE').length === 2)
   t.same(
-    await Promise.all([1, 2, 3, 4].map(async (u) => (await app.queue.status(u)).status)),
+    await statuses(),
     ['ACTIVE', 'ACTIVE', 'WAITING', 'WAITING'],
     'first two admitted without any request',
   )
-  // User 1 keeps using the site (each protected call slides the expiry); user 2 goes idle.
-  for (let i = 0; i < 6; i++) {
-    await app.queue.verifyAndTouch(1)
-    await sleep(250)
-  }
+  // User 1 keeps using the site (each protected call slides the expiry); user 2 goes idle until
+  // a slot frees and user 3 gets it.
+  await waitFor(
+    'a slot to free for user 3',
+    async () => {
+      await app.queue.verifyAndTouch(1)
+      return (await app.queue.status(3)).status === 'ACTIVE'
+    },
+    { timeoutMs: 5000, intervalMs: 250 },
+  )
   t.equal((await app.queue.status(1)).status, 'ACTIVE', 'an active user who keeps calling stays active')
   t.equal((await app.queue.status(2)).status, 'NONE', 'an idle active user lost the slot')
   t.equal((await app.queue.status(3)).status, 'ACTIVE', 'the freed slot went to the next in line')
@@ -94,7 +100,7 @@ t.test('two app instances on one Redis: never more than MAX_ACTIVE active, admis
       // Each admitted user finishes and leaves through one instance or the other.
       await apps[userId % 2]!.queue.leave(userId)
     }
-    await sleep(5)
+    await delay(5)
   }
   t.ok(maxSeen <= 3, `at most MAX_ACTIVE active at once (saw ${maxSeen})`)
   t.same([...admitted].sort((x, y) => x - y), order, 'everyone admitted once')
@@ -107,14 +113,14 @@ t.test('two app instances on one Redis: never more than MAX_ACTIVE active, admis
   t.equal(Number(await a.redis.get(a.redisKey('admissions'))), order.length, 'no user admitted twice')
 
   // Both instances firing the tick at once: only one call per slot runs it.
-  await sleep(50)
+  await delay(50)
   const results = await Promise.all(Array.from({ length: 40 }, (_, i) => apps[i % 2]!.queue.admitTick()))
   t.ok(results.filter((r) => r.won).length <= 1, 'at most one winner in one slot')
   const spread: { won: boolean }[] = []
   const start = Date.now()
   while (Date.now() - start < 400) {
     spread.push(...(await Promise.all([a.queue.admitTick(), b.queue.admitTick()])))
-    await sleep(3)
+    await delay(3)
   }
   const won = spread.filter((r) => r.won).length
   t.ok(won <= Math.ceil(400 / 40) + 1, `no more winners than slots elapsed (${won} in ~10 slots)`)

@@ -3,6 +3,7 @@ import { buildTestApp, listen } from './helpers/app.js'
 import { OPEN_QUEUE, activeToken, activeTokens } from './helpers/queue.js'
 import { ledgerMismatches } from './helpers/invariants.js'
 import { bearer, send } from './helpers/http.js'
+import { waitFor } from './helpers/wait.js'
 
 const range = (from: number, count: number) => Array.from({ length: count }, (_, i) => from + i)
 
@@ -116,10 +117,13 @@ t.test('an expired hold frees the seat for the next user, and its reservation be
   const held = await send(base, 'PATCH', '/concert/seat', { body: seat(1), headers: bearer(first) })
   t.equal(held.status, 200)
   t.equal((await send(base, 'PATCH', '/concert/seat', { body: seat(2), headers: bearer(second) })).status, 409, 'taken while held')
-  await new Promise((resolve) => setTimeout(resolve, 400))
 
-  const map = await send(base, 'GET', '/concert/seats/1', { headers: bearer(second) })
-  t.same(map.body[4], { seatNo: 5, status: 'AVAILABLE' }, 'the seat map shows it free once the hold lapsed')
+  const freed = await waitFor('the hold to lapse', async () => {
+    const map = await send(base, 'GET', '/concert/seats/1', { headers: bearer(second) })
+    return map.body[4].status !== 'HELD' && map.body[4]
+  }, { timeoutMs: 5000 })
+  t.ok(Date.now() >= Date.parse(held.body.heldUntil), 'not before heldUntil')
+  t.same(freed, { seatNo: 5, status: 'AVAILABLE' }, 'the seat map shows it free once the hold lapsed')
   const late = await send(base, 'POST', '/concert/reservation/days', { body: seat(1), headers: bearer(first) })
   t.equal(late.status, 409)
   t.match(late.body.code, /^HOLD_(EXPIRED|NOT_FOUND)$/)
@@ -131,12 +135,10 @@ t.test('an expired hold frees the seat for the next user, and its reservation be
   // With no one touching it, the admitter's tick expires the reservation and frees the row.
   const other = await send(base, 'PATCH', '/concert/seat', { body: { userId: 1, concertDetailId: 1, seatNo: 6 }, headers: bearer(first) })
   t.equal(other.status, 200)
-  const deadline = Date.now() + 5000
-  let row
-  do {
-    await new Promise((resolve) => setTimeout(resolve, 100))
-    row = await db.selectFrom('reservations').select('status').where('id', '=', other.body.reservationId).executeTakeFirstOrThrow()
-  } while (row.status !== 'EXPIRED' && Date.now() < deadline)
+  const row = await waitFor('the sweep', async () => {
+    const reservation = await db.selectFrom('reservations').select('status').where('id', '=', other.body.reservationId).executeTakeFirstOrThrow()
+    return reservation.status !== 'HELD' && reservation
+  }, { timeoutMs: 5000, intervalMs: 100 })
   t.equal(row.status, 'EXPIRED', 'swept without any request')
   t.match(await db.selectFrom('seats').selectAll().where('concert_detail_id', '=', 1).where('seat_no', '=', 6).executeTakeFirstOrThrow(), {
     status: 'AVAILABLE',

@@ -9,6 +9,7 @@ import { buildTestApp, listen, prepareTestData, testConfig } from './helpers/app
 import { OPEN_QUEUE, activeToken } from './helpers/queue.js'
 import { bearer } from './helpers/http.js'
 import { addHall } from './helpers/halls.js'
+import { waitFor } from './helpers/wait.js'
 
 const seatMap = (app: FastifyInstance, concertDetailId: number, token: string) =>
   app.inject({ method: 'GET', url: `/concert/seats/${concertDetailId}`, headers: bearer(token) })
@@ -109,12 +110,9 @@ t.test('closing the app stops the pool threads and their MySQL connections', { t
   const exits = threads.map((thread) => once(thread, 'exit'))
   await app.close()
   await Promise.all(exits)
-  t.pass('every thread exited')
-  let afterClose = await connections()
-  for (let waited = 0; afterClose > 1 && waited < 2000; waited += 50) {
-    await new Promise((resolve) => setTimeout(resolve, 50))
-    afterClose = await connections()
-  }
+  t.same(threads.map((thread) => thread.threadId), [-1, -1], 'every thread exited')
+  let afterClose = 0
+  await waitFor('the pool\'s connections to close', async () => (afterClose = await connections()) <= 1, { timeoutMs: 2000, intervalMs: 50 })
   t.ok(whileOpen > afterClose, `connections to the database: ${whileOpen} while serving`)
   t.equal(afterClose, 1, 'only the test\'s own connection is left')
 })

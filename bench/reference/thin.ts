@@ -1,4 +1,5 @@
 import { createHmac, timingSafeEqual } from 'node:crypto'
+import { setTimeout as delay } from 'node:timers/promises'
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify'
 import { Redis } from 'ioredis'
 import { createPool, type PoolConnection, type ResultSetHeader, type RowDataPacket } from 'mysql2/promise'
@@ -40,7 +41,7 @@ await serveReference('thin', async () => {
       } finally {
         connection.release()
       }
-      await new Promise((resolve) => setTimeout(resolve, 5 * attempt + Math.random() * 10))
+      await delay(5 * attempt + Math.random() * 10)
     }
   }
 

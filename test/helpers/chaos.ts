@@ -5,8 +5,7 @@ import { createConnection } from 'mysql2/promise'
 import type { Config } from '../../src/config.js'
 import { parseMysqlUrl } from '../../src/db/connection.js'
 import { freePort, redisAnswers } from '../../src/runtime/services.js'
-
-const delay = (ms: number) => new Promise((done) => setTimeout(done, ms))
+import { waitFor } from './wait.js'
 
 export interface PrivateRedis {
   url: string
@@ -40,12 +39,10 @@ export async function startPrivateRedis(t: Test): Promise<PrivateRedis> {
       stdio: 'ignore',
     })
     child = started
-    const deadline = Date.now() + 10_000
-    while (!(await redisAnswers(url))) {
+    await waitFor(`redis-server on port ${port} to answer PING`, async () => {
       if (started.exitCode !== null) throw new Error(`redis-server on port ${port} exited with code ${started.exitCode}`)
-      if (Date.now() > deadline) throw new Error(`redis-server on port ${port} did not answer within 10 s`)
-      await delay(20)
-    }
+      return redisAnswers(url)
+    })
   }
   t.teardown(kill)
   await start()
