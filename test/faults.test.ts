@@ -8,7 +8,8 @@ import { OPEN_QUEUE, activeToken } from './helpers/queue.js'
 import { isAlive, startServer, type ServerProcess } from './helpers/server-process.js'
 import { assertInvariants, observerDb } from './helpers/invariants.js'
 import { appConnectionKiller, mysqlTarget, mysqlUrlVia, startPrivateRedis, startTcpProxy } from './helpers/chaos.js'
-import { SeatPool, Traffic, buySeat, hasErrorShape, type Outcome, type Purchase } from './helpers/traffic.js'
+import { SeatPool, Traffic, buySeat, type Outcome, type Purchase } from './helpers/traffic.js'
+import { isErrorResponse } from './helpers/error-shape.js'
 import { eachConcurrently, range } from './helpers/lists.js'
 import { send, type Reply } from './helpers/http.js'
 import { waitFor } from './helpers/wait.js'
@@ -221,7 +222,7 @@ t.test('SIGTERM under concurrent payments: in-flight payments finish, new ones a
   await delay(100)
 
   const refusals = await Promise.all(late.map((userId) => pay(userId).then((reply) => reply, (error: NodeJS.ErrnoException) => error.code ?? error.message)))
-  const turnedAway = refusals.map((r) => (typeof r === 'string' ? r : `${r.status}${hasErrorShape(r.status, r.body) ? '' : ' (no error shape)'}`))
+  const turnedAway = refusals.map((r) => (typeof r === 'string' ? r : `${r.status}${isErrorResponse(r.status, r.body) ? '' : ' (no error shape)'}`))
   t.ok(
     turnedAway.every((r) => r === '503' || r === 'ECONNREFUSED' || r === 'ECONNRESET'),
     `${late.length} concurrent new payments while draining are refused or answered 503 (${[...new Set(turnedAway)].join(', ')})`,
@@ -302,7 +303,7 @@ t.test('Redis stopped and started again: queue calls fail at once with 503, then
   t.same(probes.badShapes(), [], 'in the error shape')
   t.same(waitedForRestore(probes.outcomes, downAt, restoringAt), [], `at once, not when Redis is back (slowest ${Math.max(...probes.outcomes.map((o) => o.ms))} ms)`)
   t.equal(health.status, 503, '/health answers 503')
-  t.ok(hasErrorShape(503, health.body), '/health in the error shape')
+  t.ok(isErrorResponse(503, health.body), '/health in the error shape')
   t.match(health.body, { code: 'DEPENDENCY_UNAVAILABLE', message: /Redis/ }, '/health names Redis as the dependency that is down')
   t.equal(point.status, 200, 'calls that need only MySQL keep working')
 

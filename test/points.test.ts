@@ -2,6 +2,7 @@ import t from 'tap'
 import { buildTestApp, listen } from './helpers/app.js'
 import { ledgerMismatches } from './helpers/invariants.js'
 import { send } from './helpers/http.js'
+import { isErrorResponse } from './helpers/error-shape.js'
 
 t.test('points', async (t) => {
   const { app, db, config } = await buildTestApp(t, { SEED_POINTS: 1000, MAX_CHARGE: 100000 })
@@ -26,7 +27,7 @@ t.test('points', async (t) => {
       const res = await send(base, 'GET', `/point/${id}`)
       t.equal(res.status, 400, `id ${id}`)
       t.equal(res.body.code, 'VALIDATION_FAILED', `id ${id}`)
-      t.equal(res.body.statusCode, 400)
+      t.ok(isErrorResponse(400, res.body), `id ${id}: the error shape`)
     }
   })
 
@@ -70,6 +71,7 @@ t.test('points', async (t) => {
       t.equal(res.status, status, `${name}: status`)
       t.equal(res.body.code, code, `${name}: code`)
       t.type(res.body.message, 'string', `${name}: message`)
+      t.ok(isErrorResponse(status, res.body), `${name}: the error shape`)
     }
     t.same((await send(base, 'GET', '/point/3')).body, { userId: 3, point: 1000 }, 'balance unchanged')
     t.equal(await historyCount(3), 0, 'no history row')

@@ -1,14 +1,7 @@
-import { STATUS_CODES } from 'node:http'
 import { setTimeout as delay } from 'node:timers/promises'
+import { isErrorResponse } from './error-shape.js'
 import { bearer, send, type Reply, type SendOptions } from './http.js'
 import { activeToken, type Sender } from './queue.js'
-
-/** The one error shape of PRODUCT.md: statusCode (the response's), error, message and a code. */
-export function hasErrorShape(status: number, body: unknown): boolean {
-  if (typeof body !== 'object' || body === null) return false
-  const { statusCode, error, message, code } = body as Record<string, unknown>
-  return statusCode === status && error === (STATUS_CODES[status] ?? error) && typeof message === 'string' && typeof code === 'string'
-}
 
 export interface Outcome {
   route: string
@@ -36,7 +29,7 @@ export class Traffic {
         ms: Date.now() - startedAt,
         status: reply.status,
         code: typeof reply.body?.code === 'string' ? reply.body.code : undefined,
-        shapeOk: reply.status < 400 || hasErrorShape(reply.status, reply.body),
+        shapeOk: reply.status < 400 || isErrorResponse(reply.status, reply.body),
       })
       return reply
     } catch (error) {
