@@ -181,13 +181,14 @@ const textDefects: TextDefect[] = ['not-object', 'colon', 'quotes', 'trailing-co
 function serialize(entries: Entries, textDefects: { text: TextDefect; cut: number }[]): string {
   let text = `{${entries.map(([key, value]) => `${json(key)}:${value}`).join(',')}}`
   const has = (name: TextDefect) => textDefects.find((d) => d.text === name)
-  // A fixed order, so that no defect can undo another (a truncated object is never valid JSON).
+  // A fixed order, so that no defect can undo another: a truncated object is never valid JSON,
+  // unless garbage such as '}' completes it again, so a truncated text gets no garbage.
   if (has('not-object')) text = ['[]', '[{"userId":1}]', '"{}"', '1', 'true', 'null'][has('not-object')!.cut % 6]!
   if (has('colon')) text = text.replace(':', '=')
   if (has('quotes')) text = text.replaceAll('"', "'")
   if (has('trailing-comma')) text = text.replace(/}$/, ',}')
   if (has('truncate') && text.length > 1) text = text.slice(0, 1 + (has('truncate')!.cut % (text.length - 1)))
-  if (has('garbage')) text += ['x', '}', ',', ']', '\u0000', ' true', '{}'][has('garbage')!.cut % 7]
+  else if (has('garbage')) text += ['x', '}', ',', ']', '\u0000', ' true', '{}'][has('garbage')!.cut % 7]
   if (has('empty')) text = ''
   if (has('oversize')) text += ' '.repeat(BODY_LIMIT + 1 + (has('oversize')!.cut % 1000))
   return text
