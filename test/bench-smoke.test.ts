@@ -11,7 +11,7 @@ import { dropStore, ownStore, storeBeside } from './helpers/store.js'
 
 // The lab's commands end to end, each in its shortest form, checked for the shape of what they
 // write (never for speed): each needs real MySQL and Redis and starts real servers.
-t.setTimeout(360_000)
+t.setTimeout(480_000)
 
 const ROOT = resolve(import.meta.dirname, '..')
 const store = ownStore('smoke', randomBytes(4).toString('hex'))
@@ -80,4 +80,19 @@ t.test('bench/ramp.ts --quick: every stage of both cases, shedding off and on', 
   t.equal(record.rows.length, 2 * 2 * 2, 'two cases x shedding off/on x two stages')
   t.same([...new Set(record.rows.map((row: { shed: boolean }) => row.shed))].sort(), [false, true])
   t.equal(record.charts.length, 4)
+})
+
+t.test('bench/serializer.ts --quick: both measurements per hall size, the same bytes either way', async (t) => {
+  const dir = await runCommand(t, 'bench/serializer.ts', ['--duration', '1', '--sizes', '50,500'], 150_000)
+  t.same(validateRun(dir), [], 'the folder has the promised shape')
+  const record = JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8'))
+  t.equal(record.command, 'serializer')
+  t.same(record.rows.map((row: { seats: number }) => row.seats), [50, 500])
+  t.same(
+    record.rows.map((row: { inProcess: { identical: boolean }; http: { identical: boolean } }) => [row.inProcess.identical, row.http.identical]),
+    [[true, true], [true, true]],
+    'the pool and the event loop built the same bytes, in process and over HTTP',
+  )
+  t.equal(record.pinning.applied, false, 'the pool threads keep every core')
+  t.same(record.charts.map((chart: { file: string }) => chart.file).sort(), ['event-loop.svg', 'ratio.svg'])
 })

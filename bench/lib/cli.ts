@@ -15,6 +15,10 @@ export interface Flags {
   hallSeats?: number
   endpoints: string[]
   sloMs?: number
+  /** Hall sizes (seats) to measure (serializer). */
+  sizes?: number[]
+  /** Repetitions of every measurement (serializer). */
+  rounds?: number
   /** Results root; the run's folder is created inside it. */
   out?: string
 }
@@ -22,16 +26,18 @@ export interface Flags {
 const usage = `Flags (all optional):
   --quick                 short runs for a smoke test (under two minutes), into bench/results/quick/
   --out DIR               results root (default bench/results, or bench/results/quick with --quick)
-  --duration SECONDS      length of each measured run (bench, cluster) or stage (ramp)
-  --connections N[,N...]  concurrent connections (bench, cluster); ramp: the stages
-  --workers N             worker processes (bench, ramp); cluster: the largest size tried (default 2 x cores)
+  --duration SECONDS      length of each measured run (bench, cluster, serializer) or stage (ramp)
+  --connections N[,N...]  concurrent connections (bench, cluster, serializer); ramp: the stages
+  --workers N             worker processes (bench, ramp, serializer); cluster: the largest size tried (default 2 x cores)
   --users N               users seeded and admitted (random ids 1..N; default 1000)
   --seats N               seats in each option of concert 1 (the seat maps most calls read)
   --hall N                seats in the large hall (concert 2, one option): the CPU-heavy seat map
   --endpoint "GET /path"  bench only: endpoint(s) to load, as its table names them; repeatable
   --slo MS                goodput counts 2xx answered within this many ms (default 1000)
+  --sizes N[,N...]        serializer only: the hall sizes (seats) measured
+  --rounds N              serializer only: how often every measurement is repeated (tables show medians)
   --set NAME=value        a server setting (any variable of src/config.ts), applied last; repeatable
-  --no-pin                do not pin the load generator and the servers to separate CPUs
+  --no-pin                do not pin the load generator and the servers to separate CPUs (serializer never does)
   --tsx                   run the servers from TypeScript through tsx instead of compiled (BENCH_RUNTIME=tsx)`
 
 const positive = (name: string, value: string | undefined, integer = true): number | undefined => {
@@ -61,6 +67,8 @@ export function readFlags(argv = process.argv.slice(2)): Flags {
       out: { type: 'string' },
       endpoint: { type: 'string', multiple: true, default: [] },
       slo: { type: 'string' },
+      sizes: { type: 'string' },
+      rounds: { type: 'string' },
       help: { type: 'boolean', default: false },
     },
   })
@@ -87,6 +95,8 @@ export function readFlags(argv = process.argv.slice(2)): Flags {
     hallSeats: positive('hall', values.hall),
     endpoints: values.endpoint,
     sloMs: positive('slo', values.slo),
+    sizes: values.sizes?.split(',').map((value) => positive('sizes', value)!),
+    rounds: positive('rounds', values.rounds),
     out: values.out,
   }
 }

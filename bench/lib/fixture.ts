@@ -44,12 +44,9 @@ function shuffle<T>(items: T[]): T[] {
  * Redis keys under the lab's prefix. Answers the ids the requests draw from (tokens come later).
  */
 export async function resetLab(config: Config, hallSeats: number): Promise<Fixture> {
-  await dropStore(config)
-  await prepareDatabase(config)
+  const [hallDetailId] = (await resetHalls(config, [hallSeats])) as [number]
   const db = createDb(config.MYSQL_URL, 1)
   try {
-    await addHallConcert(db)
-    const hallDetailId = await addHall(db, HALL_CONCERT_ID, hallSeats, config.SEAT_PRICE)
     const details = await db.selectFrom('concert_details').select('id').where('concert_id', '=', SEED_CONCERT_ID).orderBy('id').execute()
     return {
       users: config.SEED_USERS,
@@ -61,6 +58,24 @@ export async function resetLab(config: Config, hallSeats: number): Promise<Fixtu
       freeSeats: shuffle(range(1, hallSeats).map((seatNo): [number, number] => [hallDetailId, seatNo])),
       usersWithoutHold: shuffle(range(1, config.SEED_USERS)),
     }
+  } finally {
+    await db.destroy()
+  }
+}
+
+/**
+ * The lab's store emptied, its database migrated and seeded again, and the large-hall concert
+ * added with one dated option per size in `hallSizes`; answers those options' ids, in order.
+ */
+export async function resetHalls(config: Config, hallSizes: number[]): Promise<number[]> {
+  await dropStore(config)
+  await prepareDatabase(config)
+  const db = createDb(config.MYSQL_URL, 1)
+  try {
+    await addHallConcert(db)
+    const ids: number[] = []
+    for (const seats of hallSizes) ids.push(await addHall(db, HALL_CONCERT_ID, seats, config.SEAT_PRICE))
+    return ids
   } finally {
     await db.destroy()
   }

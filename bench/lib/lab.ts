@@ -1,10 +1,11 @@
 import { existsSync, rmSync } from 'node:fs'
+import { loadavg } from 'node:os'
 import { join } from 'node:path'
 import type { TopLevelSpec } from 'vega-lite'
 import type { Config } from '../../src/config.js'
 import { writeChart } from './charts.js'
 import { readFlags, type Flags } from './cli.js'
-import { consoleTable, createRunFolder, defaultResultsRoot, describeMachine, writeRun, type Command, type ReportText, type Table } from './report.js'
+import { consoleTable, createRunFolder, defaultResultsRoot, describeMachine, formatNumber, writeRun, type Command, type ReportText, type Table } from './report.js'
 import { changedSettings, pinLoadGenerator, serverRuntime, stopAll, type Pinning } from './server.js'
 import { validateRun } from './validate-run.js'
 
@@ -26,13 +27,19 @@ export interface Outcome<TRow> extends ReportText {
   summary: Table[]
 }
 
+export interface LabOptions {
+  /** Why this command never pins, whatever the flags say. */
+  unpinned?: string
+}
+
 /**
  * The frame every lab command runs in: flags, CPU pinning, the results folder, a guarantee that
  * no server outlives the run (error, Ctrl-C or normal end), and at the end the report, the
  * charts and a check of the folder's shape.
  */
-export async function runLab<TRow>(command: Command, measure: (lab: Lab) => Promise<Outcome<TRow>>): Promise<void> {
+export async function runLab<TRow>(command: Command, measure: (lab: Lab) => Promise<Outcome<TRow>>, options: LabOptions = {}): Promise<void> {
   const startedAt = new Date()
+  const loadAtStart = loadavg()[0]!
   let flags: Flags
   try {
     flags = readFlags()
@@ -41,7 +48,7 @@ export async function runLab<TRow>(command: Command, measure: (lab: Lab) => Prom
     process.exitCode = 2
     return
   }
-  const pinning = pinLoadGenerator(flags.pin)
+  const pinning = pinLoadGenerator(options.unpinned ?? (flags.pin ? undefined : '--no-pin'))
   const dir = createRunFolder(flags.out ?? defaultResultsRoot(flags.quick), command, startedAt)
   // A run that fails or is interrupted leaves no half-empty folder among the results.
   process.on('exit', () => {
@@ -59,6 +66,14 @@ export async function runLab<TRow>(command: Command, measure: (lab: Lab) => Prom
     progress(`servers run as ${runtime}`)
     const outcome = await measure({ flags, pinning, progress })
     await stopAll()
+    const loadAverage: [number, number] = [loadAtStart, loadavg()[0]!]
+    const busiest = Math.max(...loadAverage)
+    const machine = await describeMachine(outcome.config)
+    const notes = [...outcome.notes]
+    // Other work on the machine skews every number; past one runnable process per core, say so.
+    if (busiest > machine.cores) {
+      notes.push(`The machine was busy with other work during this run (load average up to ${formatNumber(busiest)} on ${machine.cores} cores): the numbers are indicative; rerun on a quiet machine before acting on them.`)
+    }
     progress('writing the report and charts')
     const charts = []
     for (const chart of outcome.charts) charts.push({ file: await writeChart(dir, chart.name, chart.spec), title: chart.title })
@@ -70,19 +85,20 @@ export async function runLab<TRow>(command: Command, measure: (lab: Lab) => Prom
         quick: flags.quick,
         startedAt: startedAt.toISOString(),
         finishedAt: new Date().toISOString(),
-        machine: await describeMachine(outcome.config),
+        machine,
+        loadAverage,
         pinning,
         runtime,
         parameters: outcome.parameters,
         settings: changedSettings(outcome.config),
         rows: outcome.rows,
-        notes: outcome.notes,
+        notes,
         charts,
       },
       outcome,
     )
     process.stdout.write(`\n${outcome.summary.map(consoleTable).join('\n\n')}\n\n`)
-    for (const note of outcome.notes) process.stdout.write(`- ${note}\n`)
+    for (const note of notes) process.stdout.write(`- ${note}\n`)
     const problems = validateRun(dir)
     if (problems.length) throw new Error(`the run's folder is malformed:\n${problems.join('\n')}`)
     process.stdout.write(`\nreport: ${dir}/report.md\n`)

@@ -9,7 +9,7 @@ import type { Config } from '../../src/config.js'
 import { parseMysqlUrl } from '../../src/db/connection.js'
 import type { Pinning, Settings } from './server.js'
 
-export type Command = 'bench' | 'cluster' | 'ramp'
+export type Command = 'bench' | 'cluster' | 'ramp' | 'serializer'
 
 export interface Machine {
   cpuModel: string
@@ -22,7 +22,7 @@ export interface Machine {
 }
 
 /** The machine as rows of a two-column report table; each report appends what it knows besides. */
-export function machineRows(machine: Machine): Array<[string, string | number]> {
+function machineRows(machine: Machine): Array<[string, string | number]> {
   return [
     ['CPU', machine.cpuModel],
     ['cores', machine.cores],
@@ -59,6 +59,8 @@ export interface RunRecord<TRow> {
   startedAt: string
   finishedAt: string
   machine: Machine
+  /** 1-minute load average at the start and the end: other work on the machine skews every number. */
+  loadAverage: [start: number, end: number]
   pinning: Pinning
   /** How the measured servers ran: compiled JavaScript or TypeScript through tsx. */
   runtime: string
@@ -165,6 +167,7 @@ export async function writeRun<TRow>(dir: string, record: RunRecord<TRow>, text:
       headers: ['', ''],
       rows: [
         ...machineRows(machine),
+        ['load average (1 min) at start, end', record.loadAverage.map(formatNumber).join(', ')],
         ['CPU pinning', record.pinning.note],
         ['servers ran as', record.runtime],
       ],

@@ -109,14 +109,15 @@ function affinity(pid: number): number[] {
 /**
  * Keeps the load generator (this process) and the servers off each other's CPUs: this process
  * takes the last CPU it may use, the servers get the rest. MySQL and Redis are left alone.
+ * `refused` says why not to pin at all.
  */
-export function pinLoadGenerator(wanted: boolean): Pinning {
+export function pinLoadGenerator(refused?: string): Pinning {
   if (spawnSync('taskset', ['-V']).error) {
     const all = Array.from({ length: availableParallelism() }, (_, i) => i)
     return { applied: false, note: 'not applied: taskset not found', serverCpuCount: all.length, serverCpuList: all }
   }
   const cpus = affinity(process.pid)
-  if (!wanted) return { applied: false, note: 'not applied: --no-pin', serverCpuCount: cpus.length, serverCpuList: cpus }
+  if (refused) return { applied: false, note: `not applied: ${refused}`, serverCpuCount: cpus.length, serverCpuList: cpus }
   if (cpus.length < 2) return { applied: false, note: `not applied: only ${cpus.length} CPU`, serverCpuCount: cpus.length, serverCpuList: cpus }
   const loadCpu = String(cpus.at(-1))
   const serverCpus = cpus.slice(0, -1).join(',')

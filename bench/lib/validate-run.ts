@@ -47,6 +47,22 @@ const rowFields: Record<string, Record<string, 'number' | 'string' | 'boolean' |
     'cpu.busy': 'number',
     'cpu.loadGenerator': 'number',
   },
+  serializer: {
+    seats: 'number',
+    'inProcess.jsonBytes': 'number',
+    'inProcess.identical': 'boolean',
+    'inProcess.stringify.p50Ms': 'number',
+    'inProcess.inline.opsPerS': 'number',
+    'inProcess.worker.opsPerS': 'number',
+    'inProcess.inline.mainThreadMsPerOp': 'number',
+    'inProcess.worker.mainThreadMsPerOp': 'number',
+    'http.identical': 'boolean',
+    'http.inline.okPerS': 'number',
+    'http.worker.okPerS': 'number',
+    'http.inline.p99Ms': 'number',
+    'http.worker.p99Ms': 'number',
+    'http.inline.failures': 'number',
+  },
 }
 
 const machineFields = ['cpuModel', 'cores', 'ramGb', 'os', 'node', 'mysql', 'redis']
