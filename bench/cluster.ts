@@ -14,7 +14,7 @@ import { DATABASE_NAMES, REDIS_NAMES, findService, startCpuBusyMeter, startCpuMe
 import { formatNumber, type Table } from './lib/report.js'
 import { labConfig, serverCpuList, startServer } from './lib/server.js'
 
-export interface ClusterRow extends LoadResult {
+interface ClusterRow extends LoadResult {
   workers: number
   /** CPU% over the measured run, 100 = one core busy. */
   cpu: { app: number; mysql: number; redis: number; loadGenerator: number }

@@ -15,7 +15,7 @@ import { startCpuShare, startMemoryWatch, type CpuShare } from './lib/proc.js'
 import { formatNumber, type Table } from './lib/report.js'
 import { labConfig, serverCpuList, startServer } from './lib/server.js'
 
-export interface RampRow extends LoadResult {
+interface RampRow extends LoadResult {
   case: string
   shed: boolean
   /** 503 answers: load shed by the server (or a dependency it could not reach). */

@@ -18,7 +18,7 @@ import { labConfig, serverCpuList, startServer, stopAll, type RunningServer, typ
 
 const RSS_TARGET_MB = 150
 
-export interface BenchRow extends LoadResult {
+interface BenchRow extends LoadResult {
   server: ServerKind
   endpoint: string
   /** Non-2xx statuses that are the right answer under this load (a seat already taken). */

@@ -121,7 +121,7 @@ interface OverHttp {
   rounds: Array<Record<Mode, HttpStats>>
 }
 
-export interface SerializerRow {
+interface SerializerRow {
   seats: number
   inProcess: InProcess
   http: OverHttp

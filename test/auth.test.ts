@@ -5,7 +5,7 @@ import { bearer, send } from './helpers/http.js'
 import { jwtPart, signJwt } from './helpers/jwt.js'
 import { waitFor } from './helpers/wait.js'
 
-t.test('queue tokens', async (t) => {
+t.test('only a genuine, unexpired queue token opens the booking pages, and only for its own user', async (t) => {
   const { app, config } = await buildTestApp(t, { ...OPEN_QUEUE, TOKEN_TTL_S: 2 })
   const base = await listen(app)
   const signedAt = Date.now()

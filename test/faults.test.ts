@@ -15,7 +15,7 @@ import { send, type Reply } from './helpers/http.js'
 import { waitFor } from './helpers/wait.js'
 
 // Every test here runs real cluster processes under concurrent traffic, injects one fault, and
-// ends with the PRODUCT.md invariants checked in the database. Clients retry a lost answer or a
+// ends with the README's invariants checked in the database. Clients retry a lost answer or a
 // 503 as a real one would, so the tests can also demand that every booking and every charge
 // ends up applied exactly once, however the fault cut it.
 

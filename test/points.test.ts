@@ -4,7 +4,7 @@ import { ledgerMismatches } from './helpers/invariants.js'
 import { send } from './helpers/http.js'
 import { isErrorResponse } from './helpers/error-shape.js'
 
-t.test('points', async (t) => {
+t.test('balances and charges: reads, refusals, concurrent and repeated charges, the balance cap, the ledger', async (t) => {
   const { app, db, config } = await buildTestApp(t, { SEED_POINTS: 1000, MAX_CHARGE: 100000 })
   const base = await listen(app)
   const historyCount = async (userId: number) =>

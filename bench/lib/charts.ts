@@ -75,7 +75,7 @@ export function barChart(chart: BarChart): TopLevelSpec {
 }
 
 /** Vega-Lite compiled to Vega and rendered headless (no browser, no canvas) to SVG text. */
-export async function renderSvg(spec: TopLevelSpec): Promise<string> {
+async function renderSvg(spec: TopLevelSpec): Promise<string> {
   const view = new View(parse(compile(spec).spec), { renderer: 'none' })
   try {
     return await view.toSVG()

@@ -61,13 +61,11 @@ export const endpoints: Endpoint[] = [
   { name: 'POST /concert/wait', expected: [], step: steps.join },
   {
     name: 'GET /concert/wait',
-   
     expected: [],
     step: (fixture) => ({ next: () => get('/concert/wait', auth(fixture, randomUser(fixture))) }),
   },
   {
     name: 'GET /concert/reservation/days/:concertId',
-   
     expected: [],
     step: (fixture) => ({ next: () => get(`/concert/reservation/days/${fixture.concertId}`, auth(fixture, randomUser(fixture))) }),
   },
@@ -75,7 +73,6 @@ export const endpoints: Endpoint[] = [
   { name: 'GET /concert/seats/:concertDetailId', variant: 'large hall', expected: [], step: steps.hallSeatMap },
   {
     name: 'PATCH /concert/seat',
-   
     // Holds go to free hall seats; once those run out (a hall too small for the run), to taken ones.
     expected: [409],
     step: (fixture, holds) => ({
@@ -95,7 +92,6 @@ export const endpoints: Endpoint[] = [
   },
   {
     name: 'POST /concert/reservation/days',
-   
     // Paying gives up the payer's slot, so each user pays once: exactly one payment per recorded
     // hold. Without recorded holds (the hold endpoint was not run) payments are refused: 409.
     expected: [409],

@@ -134,7 +134,7 @@ export function formatNumber(value: number): string {
 
 const cell = (value: string | number) => (typeof value === 'number' ? formatNumber(value) : value)
 
-export function markdownTable(table: Table): string {
+function markdownTable(table: Table): string {
   const line = (cells: string[]) => `| ${cells.join(' | ')} |`
   return [line(table.headers), line(table.headers.map(() => '---')), ...table.rows.map((row) => line(row.map(cell)))].join('\n')
 }

@@ -26,8 +26,8 @@ export function observerDb(t: Test, config: Config): Kysely<Database> {
   return db.withSchema(database)
 }
 
-/** Every way the database can break the PRODUCT.md invariants; each list is empty when they hold. */
-export async function invariantViolations(db: Kysely<Database>) {
+/** Every way the database can break the invariants the README promises; each list is empty when they hold. */
+async function invariantViolations(db: Kysely<Database>) {
   const [ledger, negativeBalances, seatsConfirmedTwice, confirmedPayments, confirmedHistory, orphanPayments, soldSeats] = await Promise.all([
     ledgerMismatches(db),
     db.selectFrom('users').select(['id', 'point']).where('point', '<', 0).execute(),
