@@ -11,7 +11,7 @@ import { appConnectionKiller, mysqlTarget, mysqlUrlVia, startPrivateRedis, start
 import { SeatPool, Traffic, buySeat, type Outcome, type Purchase } from './helpers/traffic.js'
 import { isErrorResponse } from './helpers/error-shape.js'
 import { eachConcurrently, range } from './helpers/lists.js'
-import { send, type Reply } from './helpers/http.js'
+import { bearer, send, type Reply } from './helpers/http.js'
 import { waitFor } from './helpers/wait.js'
 
 // Every test here runs real cluster processes under concurrent traffic, injects one fault, and
@@ -105,10 +105,19 @@ const OUTAGE_MS = 3000
 const waitedForRestore = (outcomes: Outcome[], downAt: number, restoringAt: number) =>
   outcomes.filter((o) => o.startedAt < downAt + OUTAGE_MS / 2 && o.startedAt + o.ms >= restoringAt)
 
+/** The clients' traffic through an outage: no call waited for `dependency`, no 5xx but 503, every refusal in the error shape. */
+function assertOutageServed(t: Test, traffic: Traffic, dependency: string, downAt: number, restoringAt: number) {
+  const duringOutage = traffic.outcomes.filter((o) => o.startedAt >= downAt && o.startedAt < restoringAt)
+  t.comment(`client traffic during the outage: ${traffic.summary(duringOutage)}; slowest 503 ${Math.max(...duringOutage.filter((o) => o.status === 503).map((o) => o.ms))} ms`)
+  t.same(waitedForRestore(traffic.outcomes, downAt, restoringAt), [], `no client call waited for ${dependency} to come back`)
+  t.same(traffic.serverErrors(), [], 'no 5xx but a clean 503')
+  t.same(traffic.badShapes(), [], 'every refusal has the error shape')
+}
+
 /** Holds a seat before the fault, retrying a 503 as a client would (holds can lose a deadlock under contention). */
 async function holdSeat(baseUrl: string, token: string, seat: { userId: number; concertDetailId: number; seatNo: number }) {
   for (let attempt = 1; ; attempt++) {
-    const held = await send(baseUrl, 'PATCH', '/concert/seat', { body: seat, headers: { authorization: `Bearer ${token}` } })
+    const held = await send(baseUrl, 'PATCH', '/concert/seat', { body: seat, headers: bearer(token) })
     if (held.status === 200) return
     if (held.status !== 503 || attempt === 5) throw new Error(`hold for user ${seat.userId}: ${held.status} ${JSON.stringify(held.body)}`)
     await delay(50)
@@ -187,7 +196,7 @@ t.test('SIGTERM under concurrent payments: in-flight payments finish, new ones a
   const pay = (userId: number) =>
     send(server.baseUrl, 'POST', '/concert/reservation/days', {
       body: seat(userId),
-      headers: { authorization: `Bearer ${tokens.get(userId)}`, 'idempotency-key': `pay-${userId}` },
+      headers: { ...bearer(tokens.get(userId)!), 'idempotency-key': `pay-${userId}` },
       timeoutMs: 20_000,
     })
 
@@ -255,7 +264,7 @@ t.test('Redis stopped and started again: queue calls fail at once with 503, then
   const server = await startServer(t, config, { env: { REDIS_URL: redis.url } })
   const base = server.baseUrl
   const proberToken = await activeToken(base, prober)
-  const auth = { authorization: `Bearer ${proberToken}` }
+  const auth = bearer(proberToken)
   const seatBody = { userId: prober, concertDetailId: 4, seatNo: 50 }
 
   const traffic = new Traffic()
@@ -314,11 +323,7 @@ t.test('Redis stopped and started again: queue calls fail at once with 503, then
 
   await booking
   t.equal(purchases.length, buyers.length, 'every buyer ended up with a paid seat (re-joining the emptied queue)')
-  const duringOutage = traffic.outcomes.filter((o) => o.startedAt >= downAt && o.startedAt < restoringAt)
-  t.comment(`buyer traffic during the outage: ${traffic.summary(duringOutage)}; slowest 503 ${Math.max(...duringOutage.filter((o) => o.status === 503).map((o) => o.ms))} ms`)
-  t.same(waitedForRestore(traffic.outcomes, downAt, restoringAt), [], 'no buyer call waited for Redis to come back')
-  t.same(traffic.serverErrors(), [], 'no 5xx but a clean 503')
-  t.same(traffic.badShapes(), [], 'every refusal has the error shape')
+  assertOutageServed(t, traffic, 'Redis', downAt, restoringAt)
   noWorkerDied(t, server)
   await assertPurchasesStored(t, db, purchases)
   await assertInvariants(t, db)
@@ -350,7 +355,7 @@ t.test('MySQL connections killed under concurrent payments: 200 or 503, never 50
       const reply = await traffic.send(base, 'POST', '/concert/reservation/days', {
         route: 'POST /concert/reservation/days',
         body: seat(userId),
-        headers: { authorization: `Bearer ${tokens.get(userId)}`, 'idempotency-key': `pay-${userId}` },
+        headers: { ...bearer(tokens.get(userId)!), 'idempotency-key': `pay-${userId}` },
         timeoutMs: 5000,
       })
       if (reply?.status === 200) return paid++
@@ -439,11 +444,7 @@ t.test('MySQL unreachable for a while: 503 at once while it is out, recovery wit
   await booking
   await charging.stop()
   t.equal(purchases.length, buyers.length, 'every buyer ended up with a paid seat')
-  const duringOutage = traffic.outcomes.filter((o) => o.startedAt >= cutAt && o.startedAt < restoringAt)
-  t.comment(`client traffic during the outage: ${traffic.summary(duringOutage)}; slowest 503 ${Math.max(...duringOutage.filter((o) => o.status === 503).map((o) => o.ms))} ms`)
-  t.same(waitedForRestore(traffic.outcomes, cutAt, restoringAt), [], 'no client call waited for MySQL to come back')
-  t.same(traffic.serverErrors(), [], 'no 5xx but a clean 503')
-  t.same(traffic.badShapes(), [], 'every refusal has the error shape')
+  assertOutageServed(t, traffic, 'MySQL', cutAt, restoringAt)
   noWorkerDied(t, server)
   await assertPurchasesStored(t, db, purchases)
   await assertChargesExact(t, db, charging.charged, new Set(), ONE_SEAT_EACH.SEED_POINTS, ONE_SEAT_EACH.SEAT_PRICE)

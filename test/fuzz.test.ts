@@ -3,6 +3,7 @@ import fc from 'fast-check'
 import type { InjectOptions } from 'fastify'
 import { MAX_ID } from '../src/shared/schemas.js'
 import { buildTestApp } from './helpers/app.js'
+import { bearer } from './helpers/http.js'
 import { signJwt } from './helpers/jwt.js'
 import { waitFor } from './helpers/wait.js'
 import { isErrorResponse } from './helpers/error-shape.js'
@@ -54,10 +55,10 @@ const waitForQueue = (active: number, waiting: number) =>
 const tokens: Record<number, string> = {}
 for (const userId of [1, 2]) tokens[userId] = (await inject({ method: 'POST', url: '/concert/wait', payload: { userId } })).token
 await waitForQueue(2, 0)
-const bearer = (userId: number) => ({ authorization: `Bearer ${tokens[userId]}` })
-await inject({ method: 'PATCH', url: '/concert/seat', headers: bearer(2), payload: { userId: 2, concertDetailId: 1, seatNo: 2 } })
-await inject({ method: 'POST', url: '/concert/reservation/days', headers: bearer(2), payload: { userId: 2, concertDetailId: 1, seatNo: 2 } })
-await inject({ method: 'PATCH', url: '/concert/seat', headers: bearer(1), payload: { userId: 1, concertDetailId: 1, seatNo: 1 } })
+const asUser = (userId: number) => bearer(tokens[userId]!)
+await inject({ method: 'PATCH', url: '/concert/seat', headers: asUser(2), payload: { userId: 2, concertDetailId: 1, seatNo: 2 } })
+await inject({ method: 'POST', url: '/concert/reservation/days', headers: asUser(2), payload: { userId: 2, concertDetailId: 1, seatNo: 2 } })
+await inject({ method: 'PATCH', url: '/concert/seat', headers: asUser(1), payload: { userId: 1, concertDetailId: 1, seatNo: 1 } })
 tokens[3] = (await inject({ method: 'POST', url: '/concert/wait', payload: { userId: 3 } })).token
 await waitForQueue(2, 0)
 for (const userId of [4, 5]) tokens[userId] = (await inject({ method: 'POST', url: '/concert/wait', payload: { userId } })).token
@@ -120,24 +121,24 @@ const refusedCredential = fc.oneof(
     { authorization: 'Basic dXNlcjpwYXNz' },
     { authorization: 'Bearer a.b.c' },
     { authorization: '1' },
-    { authorization: `Bearer ${tokens[1]}x` },
-    { authorization: `Bearer ${tokens[1]!.split('.').slice(0, 2).join('.')}.` },
-    { authorization: `Bearer ${signJwt({ sub: '1', iat: now, exp: now + 600 }, 'not-the-secret-not-the-secret-0000')}` },
-    { authorization: `Bearer ${signJwt({ sub: '1', iat: now - 7200, exp: now - 3600 }, secret)}` },
-    { authorization: `Bearer ${signJwt({ sub: '1' }, secret, { alg: 'none', typ: 'JWT' })}` },
-    { authorization: `Bearer ${signJwt({ sub: 1, iat: now, exp: now + 600 }, secret)}` },
-    { authorization: `Bearer ${signJwt({ sub: '0', iat: now, exp: now + 600 }, secret)}` },
-    { authorization: `Bearer ${signJwt({ sub: '1.5', iat: now, exp: now + 600 }, secret)}` },
-    { authorization: `Bearer ${signJwt({ sub: '1 ', iat: now, exp: now + 600 }, secret)}` },
-    { authorization: `Bearer ${signJwt({ iat: now, exp: now + 600 }, secret)}` },
-    { authorization: `Bearer ${signJwt({ sub: String(MAX_ID), iat: now, exp: now + 600 }, secret)}` },
-    { authorization: `Bearer ${tokens[2]}` },
+    bearer(`${tokens[1]}x`),
+    bearer(`${tokens[1]!.split('.').slice(0, 2).join('.')}.`),
+    bearer(signJwt({ sub: '1', iat: now, exp: now + 600 }, 'not-the-secret-not-the-secret-0000')),
+    bearer(signJwt({ sub: '1', iat: now - 7200, exp: now - 3600 }, secret)),
+    bearer(signJwt({ sub: '1' }, secret, { alg: 'none', typ: 'JWT' })),
+    bearer(signJwt({ sub: 1, iat: now, exp: now + 600 }, secret)),
+    bearer(signJwt({ sub: '0', iat: now, exp: now + 600 }, secret)),
+    bearer(signJwt({ sub: '1.5', iat: now, exp: now + 600 }, secret)),
+    bearer(signJwt({ sub: '1 ', iat: now, exp: now + 600 }, secret)),
+    bearer(signJwt({ iat: now, exp: now + 600 }, secret)),
+    bearer(signJwt({ sub: String(MAX_ID), iat: now, exp: now + 600 }, secret)),
+    asUser(2),
   ),
-  fc.string({ unit: 'grapheme-ascii', maxLength: 300 }).map((value) => ({ authorization: `Bearer ${value}` })),
+  fc.string({ unit: 'grapheme-ascii', maxLength: 300 }).map(bearer),
 )
 
 /** For a call made as user 1: every refused credential, and the valid tokens of other people in the line. */
-const notUser1 = fc.oneof(refusedCredential, fc.constantFrom(bearer(3), bearer(4), { authorization: tokens[3]! }))
+const notUser1 = fc.oneof(refusedCredential, fc.constantFrom(asUser(3), asUser(4), { authorization: tokens[3]! }))
 
 const badIdempotencyKey = fc.oneof(
   fc.constantFrom('', ' ', 'has space', 'tab\tkey', 'caf\u00e9', 'x'.repeat(129)),
@@ -243,7 +244,7 @@ const bodyRoutes: BodyRoute[] = [
     fields: seatFields,
     // The seat user 2 bought, or a seat that does not exist.
     semantic: fc.oneof(fc.constant<Entries>([['concertDetailId', '1'], ['seatNo', '2']]), missingSeat),
-    credential: bearer(1),
+    credential: asUser(1),
     idempotent: false,
   },
   {
@@ -255,7 +256,7 @@ const bodyRoutes: BodyRoute[] = [
     fields: seatFields,
     // A seat user 1 does not hold.
     semantic: fc.oneof(fc.integer({ min: 2, max: SEATS }).map((no): Entries => [['seatNo', json(no)]]), missingSeat),
-    credential: bearer(1),
+    credential: asUser(1),
     idempotent: true,
   },
 ]
@@ -329,7 +330,7 @@ const param = fc.oneof(
   fc.constantFrom('0', '-1', '1.5', '1e3', '2147483648', '99999999999999999999', '%00', '%E0%A4%A', '%2e%2e', '..', '0x10', '1,2', '%20', 'NaN', '1'.repeat(150), '__proto__', 'constructor'),
   fc.string({ unit: 'grapheme', maxLength: 30 }).map(encodeURIComponent),
 )
-const anyCredential = fc.oneof(refusedCredential, fc.constantFrom(1, 2, 3, 4, 5).map((userId) => bearer(userId)))
+const anyCredential = fc.oneof(refusedCredential, fc.constantFrom(1, 2, 3, 4, 5).map((userId) => asUser(userId)))
 const noise = fc.record({
   query: fc.option(fc.constantFrom('?__proto__[polluted]=1', '?constructor[prototype][polluted]=1', '?limit=-1', '?%ff=%fe', '?a=' + 'b'.repeat(3000)), { nil: undefined }),
   requestId: fc.option(fc.string({ unit: 'grapheme-ascii', maxLength: 200 }), { nil: undefined }),

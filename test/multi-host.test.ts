@@ -6,7 +6,7 @@ import { prepareTestData, testConfig } from './helpers/app.js'
 import { startServer, type ServerProcess } from './helpers/server-process.js'
 import { assertInvariants } from './helpers/invariants.js'
 import { range } from './helpers/lists.js'
-import { send, type Reply } from './helpers/http.js'
+import { bearer, send, type Reply } from './helpers/http.js'
 
 // Two independent server processes (each its own cluster primary, port and workers) on one
 // MySQL database and one Redis key prefix: two app hosts behind a load balancer, on one machine.
@@ -78,7 +78,7 @@ t.test('two hosts on one MySQL and one Redis: one winner per seat, admission FIF
     if (joined.status !== 200) throw new Error(`join ${userId}: ${joined.status} ${JSON.stringify(joined.body)}`)
     tokens.set(userId, joined.body.token)
   }
-  const auth = (userId: number) => ({ authorization: `Bearer ${tokens.get(userId)}` })
+  const auth = (userId: number) => bearer(tokens.get(userId)!)
 
   const deadline = Date.now() + 30_000
   while ((samples.at(-1)?.active.length ?? 0) < MAX_ACTIVE && Date.now() < deadline) await delay(10)
