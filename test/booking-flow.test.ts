@@ -78,8 +78,8 @@ t.test('one user books a seat end to end through HTTP', async (t) => {
   const cached = await availableSeats()
   t.ok(cached === 49 || cached === 50, 'availability honest within the cache bound')
   const fresh = await waitFor('the cached availability to change', async () => {
-    const seats = await availableSeats()
-    return seats !== 50 && seats
+    const available = await availableSeats()
+    return available !== 50 && available
   }, { timeoutMs: config.CONCERT_CACHE_MS + 2000 })
   t.equal(fresh, 49, 'after CONCERT_CACHE_MS the sold seat is counted')
 })

@@ -1,6 +1,6 @@
 import { setTimeout as delay } from 'node:timers/promises'
-import { eachConcurrently } from './lists.js'
 import { bearer, send, type Reply, type SendOptions } from './http.js'
+import { eachConcurrently } from './lists.js'
 
 /** Settings under which the admitter lets everyone in at once, for tests of what comes after. */
 export const OPEN_QUEUE = { MAX_ACTIVE: 10_000, ADMIT_BATCH: 10_000, ADMIT_INTERVAL_MS: 20 }

@@ -101,7 +101,8 @@ export interface BuyOptions {
   timeoutMs?: number
 }
 
-const retryable = (reply: Reply | undefined): reply is undefined => reply === undefined || reply.status === 503
+/** An answer to act on: neither lost nor a 503, which a client retries. */
+const answered = (reply: Reply | undefined): reply is Reply => reply !== undefined && reply.status !== 503
 const leftTheQueue = (reply: Reply) => reply.status === 403 && /^NOT_(ACTIVE|IN_QUEUE)$/.test(reply.body.code)
 
 /**
@@ -124,7 +125,7 @@ export async function buySeat({ baseUrl, userId, seats, traffic, deadline, timeo
     if (!reservationId) {
       seat ??= seats.pick()
       const reply = await via(baseUrl, 'PATCH', '/concert/seat', { body: { userId, ...seat }, headers: bearer(token) })
-      if (retryable(reply)) await delay(50)
+      if (!answered(reply)) await delay(50)
       else if (reply.status === 200) {
         seats.taken(seat)
         reservationId = reply.body.reservationId
@@ -138,7 +139,7 @@ export async function buySeat({ baseUrl, userId, seats, traffic, deadline, timeo
         body: { userId, ...seat },
         headers: { ...bearer(token), 'idempotency-key': `buy-${userId}` },
       })
-      if (retryable(reply)) {
+      if (!answered(reply)) {
         lostPayAnswers++
         await delay(50)
       } else if (reply.status === 200) {
