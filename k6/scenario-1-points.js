@@ -1,9 +1,10 @@
 // Scenario 1 of the load-test report: a user reads the point balance, charges 1000 points, and
-// thinks. No queue, no token: this is the everyday traffic before a ticket rush.
+// thinks. No queue: this is the everyday traffic before a ticket rush. Both calls act for the
+// user, so they carry the user's identity token (see lib/identity.js).
 //
-//   k6 run -e BASE_URL=http://127.0.0.1:8080 -e STAGES=10s:100,30s:500 k6/scenario-1-points.js
+//   k6 run -e IDENTITY_JWT_SECRET=... -e STAGES=10s:100,30s:500 k6/scenario-1-points.js
 import { sleep } from 'k6';
-import { ROUTES, chargePoint, getPoint, requireServer } from './lib/api.js';
+import { ROUTES, chargePoint, getPoint, prepare } from './lib/api.js';
 import { rampingOptions } from './lib/options.js';
 import { THINK, userOfThisVu } from './lib/settings.js';
 import { summaryFor } from './lib/summary.js';
@@ -18,7 +19,9 @@ export const options = rampingOptions({
   endpoints: [ROUTES.point, ROUTES.charge],
 });
 
-export const setup = requireServer;
+export function setup() {
+  prepare();
+}
 
 export default function () {
   const userId = userOfThisVu();

@@ -1,10 +1,11 @@
 // Scenario 2 of the load-test report: a user looks at concert 1 and its dated options, then joins
-// the waiting queue, and thinks. Joining is idempotent per user, so repeat iterations of one VU
-// keep the same place in line; this scenario never waits for admission.
+// the concert's waiting queue, and thinks. Joining is idempotent per user and concert, so repeat
+// iterations of one VU keep the same place in line (a join counts as a poll); this scenario never
+// waits for admission.
 //
-//   k6 run -e BASE_URL=http://127.0.0.1:8080 k6/scenario-2-browse-and-queue.js
+//   k6 run -e IDENTITY_JWT_SECRET=... k6/scenario-2-browse-and-queue.js
 import { sleep } from 'k6';
-import { ROUTES, getConcert, getConcertOptions, joinQueue, requireServer } from './lib/api.js';
+import { ROUTES, getConcert, getConcertOptions, joinQueue, prepare } from './lib/api.js';
 import { rampingOptions } from './lib/options.js';
 import { CONCERT, THINK, userOfThisVu } from './lib/settings.js';
 import { summaryFor } from './lib/summary.js';
@@ -15,12 +16,14 @@ export const options = rampingOptions({
   endpoints: [ROUTES.concert, ROUTES.concertOptions, ROUTES.joinQueue],
 });
 
-export const setup = requireServer;
+export function setup() {
+  prepare();
+}
 
 export default function () {
   getConcert(CONCERT);
   getConcertOptions(CONCERT);
-  joinQueue(userOfThisVu());
+  joinQueue(userOfThisVu(), CONCERT);
   sleep(THINK);
 }
 

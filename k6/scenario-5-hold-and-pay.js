@@ -1,14 +1,15 @@
 // Scenario 5 of the load-test report: an admitted user holds a random seat and pays for it with
-// points, which confirms the reservation and frees the user's queue slot. Only a won hold is
-// paid for; a lost race (409 SEAT_TAKEN) and too few points (402) are expected answers.
+// points, which confirms the reservation. Only a won hold is paid for; a lost race or a refused
+// hold (409) and too few points (402) are expected answers. Paying frees the user's queue slot
+// only when no other hold of the user is live, so the user leaves the queue when done either way.
 //
 // -e PAY_SEAT=3 reproduces the report's script, which paid for seat 3 whatever seat it held:
 // then every user pays, and all but the holder of seat 3 must be refused with a clean 409 while
 // the seat is sold at most once. Those 409s are expected too and do not fail the run.
 //
-//   k6 run -e BASE_URL=http://127.0.0.1:8080 -e STAGES=10s:200,20s:899 k6/scenario-5-hold-and-pay.js
+//   k6 run -e IDENTITY_JWT_SECRET=... -e STAGES=10s:50,40s:150 k6/scenario-5-hold-and-pay.js
 import { sleep } from 'k6';
-import { ROUTES, holdSeat, pay, requireServer } from './lib/api.js';
+import { ROUTES, holdSeat, leaveQueue, pay, prepare } from './lib/api.js';
 import { rampingOptions } from './lib/options.js';
 import { waitForAdmission } from './lib/queue.js';
 import { DETAIL, PAY_SEAT, THINK, randomSeat, userOfThisVu } from './lib/settings.js';
@@ -17,11 +18,13 @@ import { summaryFor } from './lib/summary.js';
 export const options = rampingOptions({
   scenario: 'hold_and_pay',
   defaultStages: '2s:1,2s:1',
-  endpoints: [ROUTES.joinQueue, ROUTES.queueStatus, ROUTES.hold, ROUTES.pay],
+  endpoints: [ROUTES.joinQueue, ROUTES.queueStatus, ROUTES.hold, ROUTES.pay, ROUTES.leaveQueue],
   queued: true,
 });
 
-export const setup = requireServer;
+export function setup() {
+  prepare({ books: true });
+}
 
 export default function () {
   const userId = userOfThisVu();
@@ -32,6 +35,7 @@ export default function () {
     sleep(THINK);
     if (PAY_SEAT > 0) pay(token, userId, DETAIL, PAY_SEAT, { mayNotHold: true });
     else if (hold.status === 200) pay(token, userId, DETAIL, seatNo);
+    leaveQueue(token);
   }
   sleep(THINK);
 }

@@ -1,11 +1,12 @@
 // One function per seatrush endpoint the scenarios call. Each sends the request with the body
 // the report's scripts send, checks the status and the shape of the answer, and returns
-// { ok, status, body }: ok is true when every check passed.
+// { ok, status, body, res }: ok is true when every check passed.
 import http from 'k6/http';
 import exec from 'k6/execution';
-import { check } from 'k6';
+import { check, sleep } from 'k6';
 import { Counter, Rate } from 'k6/metrics';
-import { BASE_URL } from './settings.js';
+import { identityOf, identityProblem } from './identity.js';
+import { AUTH_MODE, BASE_URL, CONCERT, DETAIL, POLL, RETRY_PATIENCE } from './settings.js';
 
 // Request names: the `name` tag of every request, so /point/1 and /point/2 are one series and
 // the summary can show a p99 per endpoint.
@@ -17,19 +18,22 @@ export const ROUTES = {
   concertOptions: 'GET /concerts/:concertId',
   joinQueue: 'POST /concert/wait',
   queueStatus: 'GET /concert/wait',
+  leaveQueue: 'DELETE /concert/wait',
   reservationDays: 'GET /concert/reservation/days/:concertId',
   seats: 'GET /concert/seats/:concertDetailId',
   hold: 'PATCH /concert/seat',
   pay: 'POST /concert/reservation/days',
 };
 
-// Answers the API promises under contention are not failures: losing the race for a seat (409),
+// Answers the API promises under contention are not failures: a hold refused because the seat is
+// taken, the user holds MAX_HOLDS_PER_USER seats or its own hold of that seat just lapsed (409),
 // too few points (402) and, only when the run pays for a seat it may not hold, "not your hold"
 // (409). Everything else outside 2xx still counts in http_req_failed. They are set per request,
 // not with http.setResponseCallback, which would also hide a 409 on PATCH /point (balance cap).
 const HOLD_ANSWERS = http.expectedStatuses({ min: 200, max: 299 }, 409);
 const PAYMENT_ANSWERS = http.expectedStatuses({ min: 200, max: 299 }, 402);
 const BLIND_PAYMENT_ANSWERS = http.expectedStatuses({ min: 200, max: 299 }, 402, 409);
+const HOLD_REFUSALS = ['SEAT_TAKEN', 'HOLD_LIMIT_REACHED', 'HOLD_COOLDOWN'];
 
 // A shed request (503 + Retry-After from a worker under pressure, or a backing service down) still
 // counts in http_req_failed; this rate keeps it apart, so "the server said later" is not mistaken
@@ -37,26 +41,53 @@ const BLIND_PAYMENT_ANSWERS = http.expectedStatuses({ min: 200, max: 299 }, 402,
 const shed = new Rate('requests_shed');
 const holdsWon = new Counter('seat_holds_won');
 const holdsLost = new Counter('seat_holds_lost');
+const holdsRefused = new Counter('seat_holds_refused');
 const paymentsMade = new Counter('payments_made');
 const paymentsRefused = new Counter('payments_refused');
 
+/** The seconds a 503 or 429 asks the client to wait, or undefined when it names none. */
+export function retryAfter(res) {
+  const seconds = Number(res.headers['Retry-After']);
+  return (res.status === 503 || res.status === 429) && Number.isFinite(seconds) && seconds >= 0 ? seconds : undefined;
+}
+
 /**
+ * Sends one call the way a client that honours Retry-After does: a 503 or 429 that names a wait
+ * is sent again after it, for as long as the waits add up to at most `patience` seconds. Every
+ * attempt is a request of its own in the metrics.
+ *
  * @param {string} method
  * @param {string} path
  * @param {string} route  one of ROUTES, the request's `name` tag
- * @param {{ body?: object, token?: string, expected?: import('k6/http').Params['responseCallback'] }} [extra]
+ * @param {{ body?: object, credential?: string, expected?: import('k6/http').Params['responseCallback'],
+ *   idempotencyKey?: string, patience?: number }} [extra]
  */
-function send(method, path, route, { body, token, expected } = {}) {
+function send(method, path, route, { body, credential, expected, idempotencyKey, patience = RETRY_PATIENCE } = {}) {
   /** @type {Record<string, string>} */
   const headers = {};
   if (body !== undefined) headers['Content-Type'] = 'application/json';
-  if (token !== undefined) headers.Authorization = `Bearer ${token}`;
+  if (credential !== undefined) headers.Authorization = `Bearer ${credential}`;
+  if (idempotencyKey !== undefined) headers['Idempotency-Key'] = idempotencyKey;
   /** @type {import('k6/http').Params} */
   const params = { headers, tags: { name: route } };
   if (expected !== undefined) params.responseCallback = expected;
-  const res = http.request(method, `${BASE_URL}${path}`, body === undefined ? null : JSON.stringify(body), params);
-  shed.add(res.status === 503, { name: route });
-  return res;
+  const payload = body === undefined ? null : JSON.stringify(body);
+  let waited = 0;
+  for (;;) {
+    const res = http.request(method, `${BASE_URL}${path}`, payload, params);
+    shed.add(res.status === 503, { name: route });
+    const asked = retryAfter(res);
+    // At least POLL, so a Retry-After of 0 cannot make a busy loop.
+    const wait = asked === undefined ? undefined : Math.max(asked, POLL);
+    if (wait === undefined || waited + wait > patience) return res;
+    sleep(wait);
+    waited += wait;
+  }
+}
+
+/** A key no other call of any run shares, so a retry (and only a retry) gets the first answer. */
+function freshKey() {
+  return `k6-${exec.vu.idInTest}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}`;
 }
 
 /** The body as JSON, or undefined when there is none (a reset connection, a proxy's error page). */
@@ -70,13 +101,13 @@ function json(res) {
 
 const isObject = (value) => value !== null && typeof value === 'object' && !Array.isArray(value);
 const isInt = Number.isInteger;
-const QUEUE_STATUSES = ['WAITING', 'ACTIVE'];
+const QUEUE_STATUSES = ['PREQUEUE', 'WAITING', 'ACTIVE'];
 const SEAT_STATUSES = ['AVAILABLE', 'HELD', 'SOLD'];
 
 /** Every error the API sends has this shape; `code` is the stable part to branch on. */
-function isError(body, statusCode, code) {
+function isError(body, statusCode, codes) {
   return isObject(body) && body.statusCode === statusCode && typeof body.code === 'string' &&
-    (code === undefined || body.code === code);
+    (codes === undefined || [].concat(codes).includes(body.code));
 }
 
 function isConcertOption(option) {
@@ -84,22 +115,49 @@ function isConcertOption(option) {
     isInt(option.price) && isInt(option.totalSeats) && isInt(option.availableSeats);
 }
 
-function checked(res, body, checks) {
-  return { ok: check(res, checks), status: res.status, body };
+/** A queue standing: the join's answer and the poll's share these fields. */
+function isStanding(body, concertId) {
+  return isObject(body) && body.concertId === concertId && QUEUE_STATUSES.includes(body.status) &&
+    isInt(body.position) && isInt(body.etaSeconds) && (body.status !== 'PREQUEUE' || typeof body.opensAt === 'string');
 }
 
-/** Aborts the run before the ramp when nothing answers at BASE_URL, rather than failing every request. */
-export function requireServer() {
-  const res = send('GET', '/health', ROUTES.health);
-  if (res.status !== 200) {
+function checked(res, body, checks) {
+  return { ok: check(res, checks), status: res.status, body, res };
+}
+
+/**
+ * The scenarios' setup: stops the run before the ramp, with one message saying what to change,
+ * when nothing answers at BASE_URL, when it cannot act as its users (no secret, a secret that is
+ * not the server's, a server that wants identity in AUTH_MODE=user-id), or when DETAIL is not one
+ * of CONCERT's dated options (its calls would all be 403 WRONG_CONCERT).
+ */
+export function prepare({ books = false } = {}) {
+  const problem = identityProblem();
+  if (problem !== undefined) exec.test.abort(problem);
+  const health = send('GET', '/health', ROUTES.health);
+  if (health.status !== 200) {
+    exec.test.abort(`GET ${BASE_URL}/health answered ${health.status || health.error}: start the server (npm start) or pass -e BASE_URL=...`);
+  }
+  const probe = send('GET', '/point/1', ROUTES.point, { credential: identityOf(1) });
+  if (probe.status === 401 || probe.status === 403) {
+    const refusal = json(probe);
+    const code = isObject(refusal) ? refusal.code : probe.status;
     exec.test.abort(
-      `GET ${BASE_URL}/health answered ${res.status || res.error}: start the server (npm start) or pass -e BASE_URL=...`,
+      AUTH_MODE === 'user-id'
+        ? `the server wants identity tokens (${code}): it runs AUTH_MODE=token, so pass -e IDENTITY_JWT_SECRET=<its secret> instead of -e AUTH_MODE=user-id`
+        : `the server refused the identity token minted with -e IDENTITY_JWT_SECRET (${code}): pass the server's IDENTITY_JWT_SECRET`,
     );
+  }
+  if (books) {
+    const options = json(send('GET', `/concerts/${CONCERT}`, ROUTES.concertOptions));
+    if (!Array.isArray(options) || !options.some((option) => isObject(option) && option.concertDetailId === DETAIL)) {
+      exec.test.abort(`-e DETAIL=${DETAIL} is not a dated option of concert ${CONCERT} (GET /concerts/${CONCERT}): pass a DETAIL of CONCERT`);
+    }
   }
 }
 
 export function getPoint(userId) {
-  const res = send('GET', `/point/${userId}`, ROUTES.point);
+  const res = send('GET', `/point/${userId}`, ROUTES.point, { credential: identityOf(userId) });
   const body = json(res);
   return checked(res, body, {
     'point: 200 {userId, point}': (r) =>
@@ -109,7 +167,11 @@ export function getPoint(userId) {
 
 /** `before` is the balance read just earlier, or undefined when that read failed. */
 export function chargePoint(userId, charge, before) {
-  const res = send('PATCH', '/point', ROUTES.charge, { body: { userId, charge, '@class': 'pointReq' } });
+  const res = send('PATCH', '/point', ROUTES.charge, {
+    body: { userId, charge, '@class': 'pointReq' },
+    credential: identityOf(userId),
+    idempotencyKey: freshKey(),
+  });
   const body = json(res);
   const checks = {
     'charge: 200 {userId, point}': (r) =>
@@ -141,28 +203,42 @@ export function getConcertOptions(concertId) {
   });
 }
 
-export function joinQueue(userId) {
-  const res = send('POST', '/concert/wait', ROUTES.joinQueue, { body: { userId, '@class': 'queueReq' } });
+/**
+ * Joins concert `concertId`'s queue as `userId`; a 503 or 429 is tried again after its
+ * Retry-After within `patience` seconds. A 200 answers the queue token, bound to the user and
+ * the concert, and where the user stands.
+ */
+export function joinQueue(userId, concertId, { patience } = {}) {
+  const res = send('POST', '/concert/wait', ROUTES.joinQueue, {
+    body: { userId, concertId, '@class': 'queueReq' },
+    credential: identityOf(userId),
+    patience,
+  });
   const body = json(res);
   return checked(res, body, {
-    'join queue: 200 {token, status, position, etaSeconds}': (r) =>
-      r.status === 200 && isObject(body) && typeof body.token === 'string' && body.token.length > 0 &&
-      QUEUE_STATUSES.includes(body.status) && isInt(body.position) && typeof body.etaSeconds === 'number',
+    'join queue: 200 {token, concertId, status, position, etaSeconds}': (r) =>
+      r.status === 200 && isStanding(body, concertId) && typeof body.token === 'string' && body.token.length > 0,
   });
 }
 
-export function queueStatus(token, userId) {
-  const res = send('GET', '/concert/wait', ROUTES.queueStatus, { token });
+/** One poll of the queue, the waiter's heartbeat; the polling loop, not this, waits out a 503. */
+export function queueStatus(token, userId, concertId) {
+  const res = send('GET', '/concert/wait', ROUTES.queueStatus, { credential: token, patience: 0 });
   const body = json(res);
   return checked(res, body, {
-    'queue status: 200 {userId, status, position, etaSeconds}': (r) =>
-      r.status === 200 && isObject(body) && body.userId === userId &&
-      QUEUE_STATUSES.includes(body.status) && isInt(body.position) && typeof body.etaSeconds === 'number',
+    'queue status: 200 {userId, concertId, status, position, etaSeconds}': (r) =>
+      r.status === 200 && isStanding(body, concertId) && body.userId === userId,
   });
+}
+
+/** Gives the queue slot (or the place in line) back, as a booking page does when it is closed. */
+export function leaveQueue(token) {
+  const res = send('DELETE', '/concert/wait', ROUTES.leaveQueue, { credential: token });
+  return checked(res, undefined, { 'leave queue: 204': (r) => r.status === 204 });
 }
 
 export function getReservationDays(token, concertId) {
-  const res = send('GET', `/concert/reservation/days/${concertId}`, ROUTES.reservationDays, { token });
+  const res = send('GET', `/concert/reservation/days/${concertId}`, ROUTES.reservationDays, { credential: token });
   const body = json(res);
   return checked(res, body, {
     'reservation days: 200 [{concertDetailId, date, price, totalSeats, availableSeats}]': (r) =>
@@ -171,7 +247,7 @@ export function getReservationDays(token, concertId) {
 }
 
 export function getSeats(token, concertDetailId) {
-  const res = send('GET', `/concert/seats/${concertDetailId}`, ROUTES.seats, { token });
+  const res = send('GET', `/concert/seats/${concertDetailId}`, ROUTES.seats, { credential: token });
   const body = json(res);
   return checked(res, body, {
     'seats: 200 [{seatNo, status}]': (r) =>
@@ -180,34 +256,41 @@ export function getSeats(token, concertDetailId) {
   });
 }
 
-/** 200 holds the seat for this user; 409 SEAT_TAKEN means another user got there first. */
+/**
+ * 200 holds the seat for this user. A clean 409 refusal is an expected answer: SEAT_TAKEN (another
+ * user got there first), HOLD_LIMIT_REACHED (this user holds MAX_HOLDS_PER_USER seats of the
+ * concert) or HOLD_COOLDOWN (this user's own hold of the seat just lapsed).
+ */
 export function holdSeat(token, userId, concertDetailId, seatNo) {
   const res = send('PATCH', '/concert/seat', ROUTES.hold, {
-    token,
+    credential: token,
     body: { '@class': 'concertSeat', userId, concertDetailId, seatNo },
     expected: HOLD_ANSWERS,
   });
   const body = json(res);
   if (res.status === 200) holdsWon.add(1);
-  if (res.status === 409) holdsLost.add(1);
+  if (isError(body, 409, 'SEAT_TAKEN')) holdsLost.add(1);
+  if (isError(body, 409, ['HOLD_LIMIT_REACHED', 'HOLD_COOLDOWN'])) holdsRefused.add(1);
   return checked(res, body, {
-    'hold: 200 {reservationId, seatNo, heldUntil, price} or 409 SEAT_TAKEN': (r) =>
+    'hold: 200 {reservationId, seatNo, heldUntil, price} or 409 SEAT_TAKEN, HOLD_LIMIT_REACHED, HOLD_COOLDOWN': (r) =>
       (r.status === 200 && isObject(body) && body.reservationId !== undefined &&
         body.concertDetailId === concertDetailId && body.seatNo === seatNo &&
         typeof body.heldUntil === 'string' && isInt(body.price)) ||
-      (r.status === 409 && isError(body, 409, 'SEAT_TAKEN')),
+      (r.status === 409 && isError(body, 409, HOLD_REFUSALS)),
   });
 }
 
 /**
- * Pays for a seat. Paying for the seat this user holds succeeds unless points run short (402);
- * with `mayNotHold` the seat may be someone else's, so a clean 409 is a correct answer too.
+ * Pays for a seat, with an Idempotency-Key so that a retry after a 503 cannot pay twice. Paying
+ * for the seat this user holds succeeds unless points run short (402); with `mayNotHold` the seat
+ * may be someone else's, so a clean 409 is a correct answer too.
  */
 export function pay(token, userId, concertDetailId, seatNo, { mayNotHold = false } = {}) {
   const res = send('POST', '/concert/reservation/days', ROUTES.pay, {
-    token,
+    credential: token,
     body: { '@class': 'concertSeat', userId, concertDetailId, seatNo },
     expected: mayNotHold ? BLIND_PAYMENT_ANSWERS : PAYMENT_ANSWERS,
+    idempotencyKey: freshKey(),
   });
   const body = json(res);
   if (res.status === 200) paymentsMade.add(1);

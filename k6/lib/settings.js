@@ -24,6 +24,13 @@ function flag(name) {
   return value === 'true' || value === '1';
 }
 
+function oneOf(name, values, fallback) {
+  const value = given(name);
+  if (value === undefined) return fallback;
+  if (!values.includes(value)) throw new Error(`-e ${name}=${value}: expected one of ${values.join(', ')}`);
+  return value;
+}
+
 export const BASE_URL = (given('BASE_URL') || 'http://127.0.0.1:8080').replace(/\/+$/, '');
 export const THINK = number('THINK', 1);
 export const USERS = number('USERS', 899, { integer: true, min: 1 });
@@ -32,11 +39,18 @@ export const CONCERT = number('CONCERT', 1, { integer: true, min: 1 });
 export const DETAIL = number('DETAIL', 1, { integer: true, min: 1 });
 export const WAIT_TIMEOUT = number('WAIT_TIMEOUT', 30);
 export const POLL = number('POLL', 1, { min: 0.05 });
+// How long a VU keeps coming back to a call answered 503 or 429 with Retry-After before it gives up.
+export const RETRY_PATIENCE = number('RETRY_PATIENCE', 5);
 // 0 pays for the seat the VU holds; a seat number pays for that seat whatever was held.
 export const PAY_SEAT = number('PAY_SEAT', 0, { integer: true });
 export const P99_MS = number('P99_MS', 1000, { min: 1 });
 // Stop the whole run once failures cross the thresholds, as the report's fail-fast variants meant to.
 export const ABORT_ON_FAIL = flag('ABORT_ON_FAIL');
+// token (the server's default): calls acting for a user carry that user's identity token, minted
+// here with the server's IDENTITY_JWT_SECRET; user-id: the report's trust model, no identity sent.
+export const AUTH_MODE = oneOf('AUTH_MODE', ['token', 'user-id'], 'token');
+// Taken as given, spaces and all: the server signs with the exact bytes of its setting.
+export const IDENTITY_JWT_SECRET = __ENV.IDENTITY_JWT_SECRET || undefined;
 export const SUMMARY_DIR = (given('SUMMARY_DIR') || 'k6/results').replace(/\/+$/, '');
 
 // One or more Go-style durations, as k6 itself accepts them: 500ms, 20s, 1m30s.
