@@ -178,7 +178,8 @@ export function chargePoint(userId, charge, before) {
       r.status === 200 && isObject(body) && body.userId === userId && isInt(body.point),
   };
   // Other VUs sharing this user can only add to the balance in this scenario, never take away.
-  if (before !== undefined) {
+  // Only a charge that went through says anything about it; a failed one fails the check above.
+  if (before !== undefined && res.status === 200) {
     checks['charge: balance grew by at least the charge'] = () => isObject(body) && body.point >= before + charge;
   }
   return checked(res, body, checks);
