@@ -1,5 +1,6 @@
-import { Kysely, MysqlDialect } from 'kysely'
+import { Kysely, MysqlDialect, type MysqlPool, type MysqlPoolConnection } from 'kysely'
 import { createPool, createConnection, type Pool, type PoolOptions } from 'mysql2'
+import { Codel, SHED_SAMPLE_MS } from '../shared/codel.js'
 import type { Database } from './schema.js'
 
 const DATABASE_NAME = /^[A-Za-z0-9_]{1,64}$/
@@ -55,12 +56,12 @@ export async function dropDatabase(url: string): Promise<void> {
 }
 
 /** A mysql2 pool whose sessions run in UTC. */
-export function createMysqlPool(url: string, connectionLimit: number, queueLimit = 0): Pool {
+export function createMysqlPool(url: string, connectionLimit: number): Pool {
   const pool = createPool({
     uri: url,
     connectionLimit,
-    // 0 queues without bound; otherwise a request finding the queue full fails at once (isPoolSaturated).
-    queueLimit,
+    // Unbounded: how long a request may wait is decided by time (SheddingPool), not by a count.
+    queueLimit: 0,
     maxIdle: connectionLimit,
     enableKeepAlive: true,
     connectTimeout: 5000,
@@ -74,13 +75,82 @@ export function createMysqlPool(url: string, connectionLimit: number, queueLimit
   return pool
 }
 
-export function createDb(url: string, connectionLimit: number, pool: Pool = createMysqlPool(url, connectionLimit)): Kysely<Database> {
+export function createDb(url: string, connectionLimit: number, pool: MysqlPool = createMysqlPool(url, connectionLimit)): Kysely<Database> {
   return new Kysely<Database>({ dialect: new MysqlDialect({ pool }) })
 }
 
-/** The error mysql2 fails a query with when the pool's wait queue is full. */
-export function isPoolSaturated(error: unknown): boolean {
-  return error instanceof Error && error.message === 'Queue limit reached.'
+/** A request refused a MySQL connection because the pool's wait queue stood too long (503). */
+export class PoolOverloadedError extends Error {
+  constructor() {
+    super('Too long a wait for a MySQL connection')
+    this.name = 'PoolOverloadedError'
+  }
+}
+
+interface Waiter {
+  since: number
+  /** Unset once the waiter was refused; the connection it is given later goes straight back. */
+  callback: ((error: unknown, connection: MysqlPoolConnection) => void) | undefined
+}
+
+/**
+ * The pool Kysely takes connections from, timing each wait for one (CoDel on the wait queue).
+ * Every SHED_SAMPLE_MS the oldest waiter's wait is observed; once waits stayed above the target
+ * for the interval, a waiter that has waited a sample period is refused with
+ * PoolOverloadedError, so a standing queue turns into fast 503s while a burst that drains within
+ * the target is served whole. Without `shed` it only passes requests through.
+ */
+export class SheddingPool implements MysqlPool {
+  readonly #codel: Codel | undefined
+  // In arrival order, as mysql2 serves them; a refused waiter stays until mysql2 reaches it.
+  readonly #waiters = new Set<Waiter>()
+  readonly #timer: NodeJS.Timeout | undefined
+
+  constructor(
+    readonly pool: Pool,
+    shed?: { targetMs: number; intervalMs: number },
+  ) {
+    if (!shed) return
+    this.#codel = new Codel(shed.targetMs, shed.intervalMs)
+    this.#timer = setInterval(() => this.#sample(), SHED_SAMPLE_MS).unref()
+  }
+
+  /** Whether the wait queue is standing (the worker should refuse new work). */
+  get overloaded(): boolean {
+    return this.#codel?.overloaded ?? false
+  }
+
+  getConnection(callback: (error: unknown, connection: MysqlPoolConnection) => void): void {
+    if (!this.#codel) return this.pool.getConnection(callback)
+    const waiter: Waiter = { since: performance.now(), callback }
+    this.#waiters.add(waiter)
+    this.pool.getConnection((error, connection) => {
+      this.#waiters.delete(waiter)
+      if (waiter.callback) return waiter.callback(error, connection)
+      if (!error) connection.release()
+    })
+  }
+
+  end(callback: (error: unknown) => void): void {
+    clearInterval(this.#timer)
+    this.pool.end(callback)
+  }
+
+  #sample(): void {
+    const codel = this.#codel!
+    const now = performance.now()
+    const oldest = this.#waiters.values().next().value as Waiter | undefined
+    codel.observe(oldest ? now - oldest.since : 0, now)
+    if (!codel.overloaded) return
+    for (const waiter of this.#waiters) {
+      // Arrival order: everyone after a waiter younger than a sample period is younger still.
+      if (now - waiter.since < SHED_SAMPLE_MS) break
+      const callback = waiter.callback
+      if (!callback) continue
+      waiter.callback = undefined
+      callback(new PoolOverloadedError(), undefined as never)
+    }
+  }
 }
 
 export interface PoolUsage {

@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin'
 import type { Kysely } from 'kysely'
 import type { Pool } from 'mysql2'
-import { createDb, createMysqlPool } from '../db/connection.js'
+import { SheddingPool, createDb, createMysqlPool } from '../db/connection.js'
 import type { Database } from '../db/schema.js'
 
 declare module 'fastify' {
@@ -9,19 +9,23 @@ declare module 'fastify' {
     db: Kysely<Database>
     /** The pool under `db`, for its usage metrics. */
     dbPool: Pool
+    /** What `db` takes connections through: times the waits and, with SHED_LOAD, sheds. */
+    dbQueue: SheddingPool
   }
 }
 
 export default fp(
   async function db(app) {
     const { config } = app
-    // Shedding includes the database: past MYSQL_QUEUE_LIMIT waiting requests, a worker answers
-    // 503 at once instead of letting every request wait behind a queue it cannot drain in time.
-    const queueLimit = config.SHED_LOAD ? config.MYSQL_QUEUE_LIMIT : 0
-    const pool = createMysqlPool(config.MYSQL_URL, config.MYSQL_POOL_SIZE, queueLimit)
-    const db = createDb(config.MYSQL_URL, config.MYSQL_POOL_SIZE, pool)
+    const pool = createMysqlPool(config.MYSQL_URL, config.MYSQL_POOL_SIZE)
+    // Shedding includes the database: a wait for a connection that stands above SHED_TARGET_MS
+    // for SHED_INTERVAL_MS is answered 503 instead of queueing work nobody will wait for.
+    const shed = config.SHED_LOAD ? { targetMs: config.SHED_TARGET_MS, intervalMs: config.SHED_INTERVAL_MS } : undefined
+    const queue = new SheddingPool(pool, shed)
+    const db = createDb(config.MYSQL_URL, config.MYSQL_POOL_SIZE, queue)
     app.decorate('db', db)
     app.decorate('dbPool', pool)
+    app.decorate('dbQueue', queue)
     app.addHook('onClose', async () => {
       await db.destroy()
     })

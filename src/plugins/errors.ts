@@ -2,7 +2,7 @@ import fp from 'fastify-plugin'
 import { STATUS_CODES } from 'node:http'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from '@sinclair/typebox'
-import { isPoolSaturated } from '../db/connection.js'
+import { PoolOverloadedError } from '../db/connection.js'
 
 /** The one shape every failure is answered with. */
 export const ErrorResponse = Type.Object(
@@ -42,7 +42,6 @@ const frameworkCodes: Record<string, string> = {
   FST_ERR_CTP_INVALID_TYPE: 'UNSUPPORTED_MEDIA_TYPE',
   FST_ERR_CTP_INVALID_HEADER: 'UNSUPPORTED_MEDIA_TYPE',
   FST_ERR_ASYNC_CONSTRAINT: 'BAD_REQUEST',
-  FST_UNDER_PRESSURE: 'SERVICE_OVERLOADED',
   FST_ERR_RATE_LIMITED: 'RATE_LIMITED',
 }
 
@@ -74,6 +73,9 @@ function isDependencyUnavailable(error: unknown): boolean {
     error.message,
   )
 }
+
+/** The answer to a shed request, the same wherever it was shed. */
+export const overloaded = body(503, 'SERVICE_OVERLOADED', 'Service is under pressure, retry shortly')
 
 function body(statusCode: number, code: string, message: string, details: Record<string, unknown> = {}) {
   return { statusCode, error: STATUS_CODES[statusCode] ?? 'Error', message, code, ...details }
@@ -110,12 +112,9 @@ export default fp(
         const code = frameworkCodes[fastifyError.code] ?? (status === 429 ? 'RATE_LIMITED' : 'BAD_REQUEST')
         return reply.code(status).send(body(status, code, fastifyError.message))
       }
-      if (status === 503 && fastifyError.code === 'FST_UNDER_PRESSURE') {
-        return reply.code(503).send(body(503, 'SERVICE_OVERLOADED', 'Service is under pressure, retry shortly'))
-      }
-      if (isPoolSaturated(error)) {
+      if (error instanceof PoolOverloadedError) {
         reply.header('retry-after', String(request.server.config?.RETRY_AFTER_S ?? 1))
-        return reply.code(503).send(body(503, 'SERVICE_OVERLOADED', 'Service is under pressure, retry shortly'))
+        return reply.code(503).send(overloaded)
       }
       if (isDependencyUnavailable(error)) {
         request.log.warn({ err: error }, 'dependency unavailable')

@@ -1,9 +1,8 @@
 import fp from 'fastify-plugin'
-import type { FastifyError } from 'fastify'
 import { Type } from '@sinclair/typebox'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import { AppError } from './errors.js'
-import { isPoolSaturated, poolUsage } from '../db/connection.js'
+import { poolUsage } from '../db/connection.js'
 import { errorResponses } from '../shared/schemas.js'
 
 export interface AppMetrics {
@@ -42,10 +41,14 @@ export default fp<MetricsOptions>(
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
       registers,
     })
-    const pressureRejections = new Counter({
+    new Counter({
       name: 'seatrush_pressure_rejections_total',
-      help: 'Requests shed with 503 because the worker was under pressure or too many waited for MySQL',
+      help: 'Requests shed with 503 because the worker was under pressure or waits for MySQL stood too long',
       registers,
+      collect() {
+        this.reset()
+        this.inc(app.shedding.rejected)
+      },
     })
     const admissions = new Counter({
       name: 'seatrush_queue_admissions_total',
@@ -93,9 +96,6 @@ export default fp<MetricsOptions>(
     app.addHook('onResponse', async (request, reply) => {
       const labels = { method: request.method, route: request.routeOptions.url ?? 'unmatched', status_code: reply.statusCode }
       requestDuration.observe(labels, reply.elapsedTime / 1000)
-    })
-    app.addHook('onError', async (_request, _reply, error) => {
-      if ((error as FastifyError).code === 'FST_UNDER_PRESSURE' || isPoolSaturated(error)) pressureRejections.inc()
     })
 
     const schema = {

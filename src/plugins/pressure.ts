@@ -1,12 +1,33 @@
 import fp from 'fastify-plugin'
 import underPressure from '@fastify/under-pressure'
+import type { FastifyReply } from 'fastify'
 import { sql } from 'kysely'
+import { Codel, SHED_SAMPLE_MS } from '../shared/codel.js'
+import { PoolOverloadedError } from '../db/connection.js'
+import { overloaded } from './errors.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    shedding: {
+      /** Whether the worker refuses new requests now. */
+      readonly overloaded: boolean
+      /** Requests answered 503 SERVICE_OVERLOADED so far, at the door or waiting for MySQL. */
+      readonly rejected: number
+    }
+  }
+}
+
+// Sent as it is: a shed request costs a header write, no serialization, no Redis, no MySQL.
+const overloadedJson = JSON.stringify(overloaded)
 
 /**
- * Sheds load with a fast 503 + Retry-After when the event loop lags, is busy nearly all the time
- * or the heap fills (and, in the db plugin, when too many requests wait for MySQL), so a
- * saturated worker answers "later" instead of queueing work until it dies. SHED_LOAD=false never
- * sheds (the lab's "no protection" run).
+ * Sheds load with a fast 503 + Retry-After instead of queueing work a client will not wait for.
+ * The event loop and the wait for a MySQL connection (SheddingPool) each run CoDel: waits that
+ * stay above SHED_TARGET_MS for SHED_INTERVAL_MS mean a standing queue, and while either queue
+ * stands every new request is refused at the door, before routing; one wait under the target
+ * reopens it. A burst that drains within the target is served whole. The heap (and, if set,
+ * event-loop utilization) is left to @fastify/under-pressure. SHED_LOAD=false never sheds (the
+ * lab's "no protection" run).
  */
 export default fp(
   async function pressure(app) {
@@ -17,16 +38,57 @@ export default fp(
     }
     // A worker that cannot reach its dependencies fails to start (and the primary retries).
     await checkDependencies()
+
+    let answered = 0
+    const retryAfter = String(config.RETRY_AFTER_S)
+    const refuse = (reply: FastifyReply) => {
+      answered++
+      reply.code(503).header('retry-after', retryAfter).type('application/json; charset=utf-8').send(overloadedJson)
+    }
+
     await app.register(underPressure, {
-      maxEventLoopDelay: shed ? config.MAX_EVENT_LOOP_DELAY_MS : 0,
       maxEventLoopUtilization: shed ? config.MAX_EVENT_LOOP_UTILIZATION : 0,
       // Utilization of the last sample, not the average since start-up: a worker saturated now
       // must shed now, however idle it was an hour ago.
       eventLoopUtilizationMode: 'interval',
       sampleInterval: 500,
       maxHeapUsedBytes: shed ? config.MAX_HEAP_USED_MB * 1024 * 1024 : 0,
-      retryAfter: config.RETRY_AFTER_S,
+      // Answered here; under-pressure then calls next(), which does nothing on a sent reply.
+      pressureHandler: (_request, reply) => refuse(reply),
     })
+
+    // A request that arrives while the loop is busy waits for the loop's current turn, so the
+    // lag of a timer due every SHED_SAMPLE_MS is the wait of the requests arriving with it.
+    const loop = new Codel(config.SHED_TARGET_MS, config.SHED_INTERVAL_MS)
+    if (shed) {
+      let due = performance.now() + SHED_SAMPLE_MS
+      const timer = setInterval(() => {
+        const now = performance.now()
+        loop.observe(Math.max(0, now - due), now)
+        due = now + SHED_SAMPLE_MS
+      }, SHED_SAMPLE_MS).unref()
+      app.addHook('onClose', async () => clearInterval(timer))
+    }
+    const isOverloaded = () => loop.overloaded || app.dbQueue.overloaded
+
+    app.decorate('shedding', {
+      get overloaded() {
+        return isOverloaded()
+      },
+      get rejected() {
+        return answered
+      },
+    })
+    // Refused a MySQL connection: answered by the error handler, counted here once per request.
+    app.addHook('onError', async (_request, _reply, error) => {
+      if (error instanceof PoolOverloadedError) answered++
+    })
+    if (shed) {
+      app.addHook('onRequest', (_request, reply, done) => {
+        if (!isOverloaded()) return done()
+        refuse(reply)
+      })
+    }
   },
   { name: 'pressure', dependencies: ['config', 'errors', 'db', 'redis'] },
 )

@@ -6,6 +6,9 @@ import { currentPoint } from '../points/repository.js'
 import type { Hold, Payment, SeatRef } from './schemas.js'
 import { holdHasLapsed, holdIsLive, seatIsFree } from './seat-state.js'
 
+/** Seats whose hold lapsed, oldest first, read through the seats_status_held_until index. */
+export const lapsedHolds = (db: Kysely<Database>, limit: number) =>
+  db.selectFrom('seats').select('id').where(holdHasLapsed).orderBy('held_until').limit(limit)
 
 const seatNotFound = (ref: SeatRef) =>
   new AppError(404, 'SEAT_NOT_FOUND', `Seat ${ref.seatNo} of concert detail ${ref.concertDetailId} does not exist`)
@@ -136,27 +139,48 @@ export function createReservationRepository(db: Kysely<Database>) {
     },
 
     /**
-     * Frees seats whose hold lapsed and marks their reservations EXPIRED. Holds already count as
-     * free once expired (reads and the hold UPDATE check held_until), so this only tidies rows.
+     * Frees seats whose hold lapsed and marks their reservations EXPIRED, at most `limit` per call
+     * in batches of `batchSize`. Holds already count as free once expired (reads and the hold
+     * UPDATE check held_until), so this only tidies rows. Its work grows with the lapsed holds,
+     * not with the hall: they are found through the seats_status_held_until index.
      */
-    async sweepExpiredHolds(limit = 1000): Promise<number> {
-      // One transaction, reservations first: a reservation is never seen EXPIRED while its seat
-      // still points at it, and the seat frees whatever state its reservation was left in.
-      const result = await inTransaction(db, async (trx) => {
-        await trx
-          .updateTable('reservations')
-          .set({ status: 'EXPIRED' })
-          .where('status', '=', 'HELD')
-          .where(sql<boolean>`held_until <= NOW(3)`)
-          .limit(limit)
-          .execute()
-        return sql`
-          UPDATE seats JOIN reservations r ON r.id = seats.reservation_id
-          SET seats.status = 'AVAILABLE', seats.user_id = NULL, seats.reservation_id = NULL, seats.held_until = NULL,
-              r.status = IF(r.status = 'HELD', 'EXPIRED', r.status)
-          WHERE ${holdHasLapsed}`.execute(trx)
-      })
-      return Number(result.numAffectedRows ?? 0n)
+    async sweepExpiredHolds(limit = 5000, batchSize = 500): Promise<number> {
+      let freed = 0
+      while (freed < limit) {
+        // A plain read takes no locks; each batch then locks its own seats by primary key only,
+        // so a hold on any other seat never waits for the sweeper.
+        const ids = (await lapsedHolds(db, Math.min(batchSize, limit - freed)).execute()).map((row) => row.id)
+        if (ids.length === 0) break
+        freed += await inTransaction(db, async (trx) => {
+          // Locked by primary key alone (a range on another index would lock its gaps too), and
+          // re-checked under the lock: a seat retaken since the read is live again and stays.
+          const locked = await trx
+            .selectFrom('seats')
+            .select(['id', 'reservation_id', holdHasLapsed.as('lapsed')])
+            .where('id', 'in', ids)
+            .forUpdate()
+            .execute()
+          const seats = locked.filter((seat) => Number(seat.lapsed) === 1)
+          if (seats.length === 0) return 0
+          // One transaction, both rows: a seat never stays HELD pointing at an EXPIRED reservation.
+          const reservationIds = seats.flatMap((seat) => (seat.reservation_id ? [seat.reservation_id] : []))
+          if (reservationIds.length > 0) {
+            await trx
+              .updateTable('reservations')
+              .set({ status: sql`IF(status = 'HELD', 'EXPIRED', status)` })
+              .where('id', 'in', reservationIds)
+              .execute()
+          }
+          await trx
+            .updateTable('seats')
+            .set({ status: 'AVAILABLE', user_id: null, reservation_id: null, held_until: null })
+            .where('id', 'in', seats.map((seat) => seat.id))
+            .execute()
+          return seats.length
+        })
+        if (ids.length < batchSize) break
+      }
+      return freed
     },
   }
 }
