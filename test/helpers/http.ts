@@ -1,4 +1,5 @@
 import { request, type IncomingHttpHeaders } from 'node:http'
+import { identityToken } from './jwt.js'
 
 export interface Reply {
   status: number
@@ -17,6 +18,22 @@ export interface SendOptions {
   timeoutMs?: number
   /** false keeps a JSON body as its text, to compare bytes. */
   parse?: boolean
+  /**
+   * The user whose identity token (signed with the tests' IDENTITY_JWT_SECRET) goes in
+   * Authorization. By default the user a user call names: the path of GET /point/:userId, the
+   * body's userId on PATCH /point and POST /concert/wait. false sends none; so does an
+   * Authorization header of the caller's own.
+   */
+  identity?: number | false
+}
+
+/** The user a call acts for, when it is one of the calls that need that user's identity token. */
+function namedUser(method: string, path: string, body: unknown): number | undefined {
+  const pointRead = method === 'GET' && /^\/point\/([0-9]+)$/.exec(path)
+  if (pointRead) return Number(pointRead[1])
+  const actsForBodyUser = (method === 'PATCH' && path === '/point') || (method === 'POST' && path === '/concert/wait')
+  const userId = (body as { userId?: unknown } | undefined)?.userId
+  return actsForBodyUser && typeof userId === 'number' && userId > 0 ? userId : undefined
 }
 
 /**
@@ -25,6 +42,10 @@ export interface SendOptions {
  */
 export function send(baseUrl: string, method: string, path: string, options: SendOptions = {}): Promise<Reply> {
   const headers: Record<string, string | number> = { ...options.headers }
+  const actingAs = options.identity ?? namedUser(method, path, options.body)
+  if (actingAs !== false && actingAs !== undefined && !Object.keys(headers).some((name) => name.toLowerCase() === 'authorization')) {
+    headers.authorization = `Bearer ${identityToken(actingAs)}`
+  }
   let payload = options.raw
   if (options.body !== undefined) {
     payload = JSON.stringify(options.body)
