@@ -26,6 +26,7 @@ export function testConfig(overrides: Record<string, string | number | boolean> 
     // Limits on, but high enough for the tests that fire one user's calls 50 at a time.
     RATE_LIMIT_WAIT_PER_MIN: '10000',
     RATE_LIMIT_PAY_PER_MIN: '10000',
+    RATE_LIMIT_HOLD_PER_MIN: '10000',
     ...Object.fromEntries(Object.entries(overrides).map(([k, v]) => [k, String(v)])),
   })
 }
