@@ -1,4 +1,5 @@
 import { request, type IncomingHttpHeaders } from 'node:http'
+import { connect } from 'node:net'
 import { identityToken } from './jwt.js'
 
 export interface Reply {
@@ -75,3 +76,31 @@ export function send(baseUrl: string, method: string, path: string, options: Sen
 }
 
 export const bearer = (token: string) => ({ authorization: `Bearer ${token}` })
+
+/** A connection to write raw HTTP on, for what a well-behaved client cannot send. */
+export interface RawConnection {
+  write: (text: string) => void
+  /** Everything received so far. */
+  received: () => string
+  /** Resolves with everything received once the server has closed the connection. */
+  closed: Promise<string>
+}
+
+export function rawConnection(baseUrl: string): RawConnection {
+  const { hostname, port } = new URL(baseUrl)
+  const socket = connect(Number(port), hostname)
+  let text = ''
+  socket.setEncoding('utf8')
+  socket.on('data', (chunk: string) => (text += chunk))
+  const closed = new Promise<string>((done) => socket.on('close', () => done(text)))
+  socket.on('error', () => {})
+  return { write: (chunk) => void socket.write(chunk), received: () => text, closed }
+}
+
+/** The responses in raw HTTP text: each status and JSON body, in order. */
+export function rawResponses(text: string): { status: number; body: any }[] {
+  return [...text.matchAll(/HTTP\/1\.1 (\d{3})[^]*?\r\n\r\n(\{[^]*?\})(?=HTTP\/1\.1 |$)/g)].map((match) => ({
+    status: Number(match[1]),
+    body: JSON.parse(match[2]!),
+  }))
+}
