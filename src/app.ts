@@ -1,10 +1,10 @@
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import fp from 'fastify-plugin'
-import { Ajv, type AnySchema } from 'ajv'
+import { Ajv, type AnySchema, type ValidateFunction } from 'ajv'
 import { randomUUID } from 'node:crypto'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Config } from './config.js'
-import errors, { answerFrameworkError } from './plugins/errors.js'
+import errors, { answerClientError, answerFrameworkError } from './plugins/errors.js'
 import docs from './plugins/docs.js'
 import db from './plugins/db.js'
 import redis from './plugins/redis.js'
@@ -12,6 +12,7 @@ import pressure from './plugins/pressure.js'
 import idempotency from './plugins/idempotency.js'
 import serializer from './concerts/serializer.js'
 import auth from './plugins/auth.js'
+import identity from './plugins/identity.js'
 import metrics from './plugins/metrics.js'
 import rateLimit from './plugins/rate-limit.js'
 import queue from './queue/plugin.js'
@@ -37,7 +38,9 @@ export interface BuildOptions {
 }
 
 // Bodies are validated strictly: "100" is not a number and an unknown field is an error. URL
-// parts and headers arrive as strings, so there (and only there) types are coerced.
+// parts and headers arrive as strings, so there (and only there) types are coerced; an integer in
+// the path must still be written as plain decimal digits, which Ajv's coercion ('0x10', '1e2',
+// ' 5') does not ask for.
 function buildValidator(externalSchemas: Record<string, unknown>) {
   const make = (coerceTypes: boolean) => {
     const ajv = new Ajv({ coerceTypes, removeAdditional: false, useDefaults: true, strict: false })
@@ -46,8 +49,38 @@ function buildValidator(externalSchemas: Record<string, unknown>) {
   }
   const bodyAjv = make(false)
   const urlAjv = make(true)
-  return ({ schema, httpPart }: { schema: AnySchema; httpPart?: string }) =>
-    (httpPart === 'body' ? bodyAjv : urlAjv).compile(schema)
+  return ({ schema, httpPart }: { schema: AnySchema; httpPart?: string }) => {
+    if (httpPart === 'body') return bodyAjv.compile(schema)
+    const validate = urlAjv.compile(schema)
+    return httpPart === 'params' ? decimalParams(schema, validate) : validate
+  }
+}
+
+const DECIMAL = /^[0-9]+$/
+
+/** Refuses a path integer that is not plain decimal digits, then validates as `validate` does. */
+function decimalParams(schema: AnySchema, validate: ValidateFunction): ValidateFunction {
+  const properties = (schema as { properties?: Record<string, { type?: unknown }> }).properties ?? {}
+  const integers = Object.keys(properties).filter((name) => properties[name]!.type === 'integer')
+  if (integers.length === 0) return validate
+  const strict = ((params: Record<string, unknown>) => {
+    const loose = integers.find((name) => typeof params[name] === 'string' && !DECIMAL.test(params[name]))
+    if (loose !== undefined) {
+      strict.errors = [{ instancePath: `/${loose}`, schemaPath: '#/pattern', keyword: 'pattern', params: {}, message: 'must be a decimal integer' }]
+      return false
+    }
+    const valid = validate(params)
+    strict.errors = validate.errors
+    return valid
+  }) as ValidateFunction
+  return strict
+}
+
+/** TRUST_PROXY as Fastify's trustProxy takes it: a flag, a hop count, or addresses. */
+function trustProxy(setting: string): FastifyServerOptions['trustProxy'] {
+  if (setting === 'true' || setting === 'false') return setting === 'true'
+  // Fastify takes a hop count at run time (proxy-addr); its types only list the other forms.
+  return /^[0-9]+$/.test(setting) ? (Number(setting) as unknown as string) : setting
 }
 
 /** Builds the whole server, ready but not listening: tests, the cluster worker and the lab share it. */
@@ -63,10 +96,13 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     // Starting the seat-map threads (each loads the code and opens MySQL connections) can take
     // longer than Fastify's 10 s default on a busy machine.
     pluginTimeout: 60_000,
-    return503OnClosing: true,
+    // The errors plugin answers requests during the drain itself, in the one error shape.
+    return503OnClosing: false,
     forceCloseConnections: 'idle',
     routerOptions: { maxParamLength: 100 },
     frameworkErrors: answerFrameworkError,
+    clientErrorHandler: answerClientError,
+    trustProxy: trustProxy(config.TRUST_PROXY),
   }).withTypeProvider<TypeBoxTypeProvider>()
 
   // A JSON API: any other body type is 415, not a string that fails validation later.
@@ -88,6 +124,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   await app.register(serializer)
   await app.register(queue)
   await app.register(auth)
+  await app.register(identity)
   // After the queue it gauges, before the routes it times and limits.
   await app.register(metrics, { clusterMetrics: options.clusterMetrics })
   await app.register(rateLimit)

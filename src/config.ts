@@ -39,18 +39,37 @@ export const ConfigSchema = Type.Object({
 
   AUTH_MODE: Type.Union([Type.Literal('token'), Type.Literal('user-id')], {
     default: 'token',
-    description: 'token: signed queue tokens; user-id: trust a bare user id (insecure, for the original k6 scripts)',
+    description: 'token: identity tokens for user calls, signed queue tokens for booking; user-id: trust a bare user id (insecure, for the original k6 scripts)',
   }),
   TOKEN_SECRET: Type.Optional(
     Type.String({ minLength: 32, description: 'HMAC secret for queue tokens; generated per start when unset' }),
   ),
   TOKEN_TTL_S: Int(3600, 1, 86400 * 7, 'Lifetime of a queue token'),
+  IDENTITY_JWT_SECRET: Type.Optional(
+    Type.String({
+      minLength: 32,
+      description: "HS256 secret of the platform login's identity tokens; token mode without any IDENTITY_* key generates one into .data/ (development)",
+    }),
+  ),
+  IDENTITY_PUBLIC_KEY: Type.Optional(
+    Type.String({ minLength: 1, description: 'PEM public key (RS256/ES256) of the identity tokens, instead of the secret' }),
+  ),
+  IDENTITY_JWKS_URL: Type.Optional(
+    Type.String({ pattern: '^https?://', description: 'JWKS URL of the login (RS256/ES256, by kid), instead of the secret' }),
+  ),
+  TRUST_PROXY: Type.String({
+    default: 'false',
+    pattern: '^(true|false|[0-9]{1,2}|[0-9A-Fa-f.:/, ]+)$',
+    description: 'Fastify trustProxy: false, true, a hop count, or proxy addresses/CIDRs; the client address rate limits key on',
+  }),
 
   MAX_ACTIVE: Int(100, 1, 1_000_000, 'Users allowed into the booking pages at once'),
   ADMIT_BATCH: Int(10, 1, 100_000, 'Users admitted per tick'),
   ADMIT_INTERVAL_MS: Int(1000, 10, 600_000, 'Tick length of the admitter'),
   ACTIVE_TTL_MS: Int(300_000, 1000, 86_400_000, 'An active user idle this long loses the slot (sliding)'),
   HOLD_TTL_MS: Int(300_000, 100, 86_400_000, 'How long a held seat stays reserved before it frees'),
+  MAX_HOLDS_PER_USER: Int(4, 1, 10_000, 'Live holds a user may have per concert'),
+  HOLD_COOLDOWN_MS: Int(30_000, 0, 86_400_000, 'How long after a hold lapsed its user must wait to hold that seat again'),
   CONCERT_CACHE_MS: Int(1000, 0, 60_000, 'How stale concert reads may be (0 disables the cache)'),
 
   MAX_CHARGE: Int(1_000_000, 1, 1_000_000_000, 'Largest single point charge'),
@@ -77,8 +96,10 @@ export const ConfigSchema = Type.Object({
   MAX_EVENT_LOOP_UTILIZATION: Type.Number({ default: 0, minimum: 0, maximum: 1, description: 'Shed above this event-loop utilization over the last 500 ms (0 = off)' }),
   MAX_HEAP_USED_MB: Int(512, 0, 65_536, 'Shed above this heap use per worker (0 = off)'),
   RETRY_AFTER_S: Int(1, 1, 3600, 'Retry-After sent with a shed 503'),
-  RATE_LIMIT_WAIT_PER_MIN: Int(120, 0, 1_000_000, 'POST /concert/wait calls per user per minute, across all workers and hosts (0 = off)'),
-  RATE_LIMIT_PAY_PER_MIN: Int(30, 0, 1_000_000, 'Payment calls per user per minute, across all workers and hosts (0 = off)'),
+  RATE_LIMIT_WAIT_PER_MIN: Int(120, 0, 1_000_000, 'POST /concert/wait calls per caller per minute, across all workers and hosts (0 = off)'),
+  RATE_LIMIT_HOLD_PER_MIN: Int(60, 0, 1_000_000, 'Seat holds per caller per minute, across all workers and hosts (0 = off)'),
+  RATE_LIMIT_PAY_PER_MIN: Int(30, 0, 1_000_000, 'Payment calls per caller per minute, across all workers and hosts (0 = off)'),
+  IDEMPOTENCY_TTL_H: Int(24, 1, 24 * 365, 'Hours an Idempotency-Key is remembered before it is swept'),
   BODY_LIMIT: Int(16_384, 256, 10_485_760, 'Largest request body in bytes'),
   SHUTDOWN_TIMEOUT_MS: Int(10_000, 100, 600_000, 'Time in-flight requests get to finish on SIGTERM'),
 

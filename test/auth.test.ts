@@ -4,6 +4,7 @@ import { OPEN_QUEUE, activeToken } from './helpers/queue.js'
 import { bearer, send } from './helpers/http.js'
 import { jwtPart, signJwt } from './helpers/jwt.js'
 import { waitFor } from './helpers/wait.js'
+import { QUEUE_AUDIENCE } from '../src/plugins/auth.js'
 
 t.test('only a genuine, unexpired queue token opens the booking pages, and only for its own user', async (t) => {
   const { app, config } = await buildTestApp(t, { ...OPEN_QUEUE, TOKEN_TTL_S: 2 })
@@ -29,7 +30,7 @@ t.test('only a genuine, unexpired queue token opens the booking pages, and only 
     ['a tampered payload', bearer(token.replace(/\.[^.]+\./, `.${jwtPart({ sub: '6', iat: now, exp: now + 60 })}.`)), 'TOKEN_INVALID'],
     ['alg none', bearer(`${jwtPart({ alg: 'none', typ: 'JWT' })}.${jwtPart({ sub: '5' })}.`), 'TOKEN_INVALID'],
     ['a token without a user', bearer(signJwt({ iat: now, exp: now + 60 }, config.TOKEN_SECRET!)), 'TOKEN_INVALID'],
-    ['an expired token', bearer(signJwt({ sub: '5', iat: now - 120, exp: now - 60 }, config.TOKEN_SECRET!)), 'TOKEN_EXPIRED'],
+    ['an expired token', bearer(signJwt({ sub: '5', aud: QUEUE_AUDIENCE, iat: now - 120, exp: now - 60 }, config.TOKEN_SECRET!)), 'TOKEN_EXPIRED'],
   ]
   for (const [name, headers, code] of refusals) {
     const res = await seats(headers)

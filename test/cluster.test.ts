@@ -4,7 +4,8 @@ import t from 'tap'
 import { prepareTestData, testConfig } from './helpers/app.js'
 import { ledgerMismatches } from './helpers/invariants.js'
 import { isAlive, startServer } from './helpers/server-process.js'
-import { send, type Reply } from './helpers/http.js'
+import { bearer, send, type Reply } from './helpers/http.js'
+import { identityToken } from './helpers/jwt.js'
 import { waitFor } from './helpers/wait.js'
 
 t.test('a worker killed with SIGKILL is replaced and the server keeps answering', async (t) => {
@@ -98,7 +99,7 @@ t.test('SIGTERM lets a slow in-flight request finish, then the server exits 0', 
   const slow = httpRequest(`${server.baseUrl}/point`, {
     method: 'PATCH',
     agent: false,
-    headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+    headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...bearer(identityToken(3)) },
   })
   const answer = new Promise<Reply>((done, fail) => {
     slow.on('error', fail)

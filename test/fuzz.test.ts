@@ -4,7 +4,7 @@ import type { InjectOptions } from 'fastify'
 import { MAX_ID } from '../src/shared/schemas.js'
 import { buildTestApp } from './helpers/app.js'
 import { bearer } from './helpers/http.js'
-import { signJwt } from './helpers/jwt.js'
+import { identityToken, signJwt } from './helpers/jwt.js'
 import { waitFor } from './helpers/wait.js'
 import { isErrorResponse } from './helpers/error-shape.js'
 
@@ -53,15 +53,17 @@ const waitForQueue = (active: number, waiting: number) =>
 // The state the requests are thrown at: user 2 bought seat 1/2 and left the queue; user 1 is
 // active and holds seat 1/1; user 3 is active; users 4 and 5 wait.
 const tokens: Record<number, string> = {}
-for (const userId of [1, 2]) tokens[userId] = (await inject({ method: 'POST', url: '/concert/wait', payload: { userId } })).token
+const identityOf = (userId: number) => bearer(identityToken(userId))
+const join = async (userId: number) => (await inject({ method: 'POST', url: '/concert/wait', headers: identityOf(userId), payload: { userId } })).token as string
+for (const userId of [1, 2]) tokens[userId] = await join(userId)
 await waitForQueue(2, 0)
 const asUser = (userId: number) => bearer(tokens[userId]!)
 await inject({ method: 'PATCH', url: '/concert/seat', headers: asUser(2), payload: { userId: 2, concertDetailId: 1, seatNo: 2 } })
 await inject({ method: 'POST', url: '/concert/reservation/days', headers: asUser(2), payload: { userId: 2, concertDetailId: 1, seatNo: 2 } })
 await inject({ method: 'PATCH', url: '/concert/seat', headers: asUser(1), payload: { userId: 1, concertDetailId: 1, seatNo: 1 } })
-tokens[3] = (await inject({ method: 'POST', url: '/concert/wait', payload: { userId: 3 } })).token
+tokens[3] = await join(3)
 await waitForQueue(2, 0)
-for (const userId of [4, 5]) tokens[userId] = (await inject({ method: 'POST', url: '/concert/wait', payload: { userId } })).token
+for (const userId of [4, 5]) tokens[userId] = await join(userId)
 await waitForQueue(2, 2)
 
 /** Everything a request could change, to compare before and after. */
@@ -137,8 +139,11 @@ const refusedCredential = fc.oneof(
   fc.string({ unit: 'grapheme-ascii', maxLength: 300 }).map(bearer),
 )
 
-/** For a call made as user 1: every refused credential, and the valid tokens of other people in the line. */
-const notUser1 = fc.oneof(refusedCredential, fc.constantFrom(asUser(3), asUser(4), { authorization: tokens[3]! }))
+/**
+ * For a call made as user 1 (or, joining, user 6): every refused credential, the valid queue
+ * tokens of other people in the line, and other users' identity tokens.
+ */
+const notUser1 = fc.oneof(refusedCredential, fc.constantFrom(asUser(3), asUser(4), { authorization: tokens[3]! }, identityOf(3), identityOf(7)))
 
 const badIdempotencyKey = fc.oneof(
   fc.constantFrom('', ' ', 'has space', 'tab\tkey', 'caf\u00e9', 'x'.repeat(129)),
@@ -225,6 +230,7 @@ const bodyRoutes: BodyRoute[] = [
     template: [['userId', '1'], ['charge', '100']],
     fields: [userField, { name: 'charge', hostile: notAnIntegerIn(1, MAX_CHARGE) }],
     semantic: unknownUser,
+    credential: identityOf(1),
     idempotent: true,
   },
   {
@@ -234,6 +240,7 @@ const bodyRoutes: BodyRoute[] = [
     template: [['userId', '6']],
     fields: [userField],
     semantic: unknownUser,
+    credential: identityOf(6),
     idempotent: false,
   },
   {
@@ -331,6 +338,7 @@ const param = fc.oneof(
   fc.string({ unit: 'grapheme', maxLength: 30 }).map(encodeURIComponent),
 )
 const anyCredential = fc.oneof(refusedCredential, fc.constantFrom(1, 2, 3, 4, 5).map((userId) => asUser(userId)))
+const anyIdentity = fc.oneof(refusedCredential, fc.constantFrom(1, 2, 3, 4, 5).map(identityOf))
 const noise = fc.record({
   query: fc.option(fc.constantFrom('?__proto__[polluted]=1', '?constructor[prototype][polluted]=1', '?limit=-1', '?%ff=%fe', '?a=' + 'b'.repeat(3000)), { nil: undefined }),
   requestId: fc.option(fc.string({ unit: 'grapheme-ascii', maxLength: 200 }), { nil: undefined }),
@@ -349,7 +357,7 @@ function getCase(route: string, path: (p: string) => string, credential?: fc.Arb
 
 const routes: { route: string; runs: number; arbitrary: fc.Arbitrary<Case> }[] = [
   ...bodyRoutes.map((spec) => ({ route: spec.route, runs: 3000, arbitrary: bodyCase(spec) })),
-  { route: 'GET /point/:userId', runs: 500, arbitrary: getCase('GET /point/:userId', (p) => `/point/${p}`) },
+  { route: 'GET /point/:userId', runs: 500, arbitrary: getCase('GET /point/:userId', (p) => `/point/${p}`, anyIdentity) },
   { route: 'GET /concert/:concertId', runs: 300, arbitrary: getCase('GET /concert/:concertId', (p) => `/concert/${p}`) },
   { route: 'GET /concerts/:concertId', runs: 300, arbitrary: getCase('GET /concerts/:concertId', (p) => `/concerts/${p}`) },
   {

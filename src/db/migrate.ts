@@ -3,6 +3,7 @@ import * as initialSchema from './migrations/0001-initial-schema.js'
 import * as reservationsBySeat from './migrations/0002-reservations-by-seat.js'
 import * as dropReservationsBySeat from './migrations/0003-drop-reservations-by-seat.js'
 import * as seatsLapsedHolds from './migrations/0005-seats-lapsed-holds.js'
+import * as idempotencyKeysExactAndExpiring from './migrations/0006-idempotency-keys-exact-and-expiring.js'
 
 // Listed in code rather than read from a folder, so the same list works from src/ and dist/.
 // Append-only: a migration that shipped is undone by a later one, never deleted, because Kysely
@@ -12,6 +13,7 @@ export const migrations: Record<string, Migration> = {
   '0002-reservations-by-seat': reservationsBySeat,
   '0003-drop-reservations-by-seat': dropReservationsBySeat,
   '0005-seats-lapsed-holds': seatsLapsedHolds,
+  '0006-idempotency-keys-exact-and-expiring': idempotencyKeysExactAndExpiring,
 }
 
 const provider: MigrationProvider = { getMigrations: async () => migrations }

@@ -25,13 +25,16 @@ declare module '@fastify/jwt' {
   }
 }
 
-const BARE_USER_ID = /^[1-9][0-9]{0,9}$/
+export const BARE_USER_ID = /^[1-9][0-9]{0,9}$/
+
+/** The audience of queue tokens: what keeps an identity token from passing as one, and back. */
+export const QUEUE_AUDIENCE = 'seatrush-queue'
 
 // Three base64url parts: anything else (trailing junk, padding, extra words) is not a token.
 const COMPACT_JWT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/
 
 /** `Bearer <credential>` or the bare credential; undefined when absent, '' when malformed. */
-function credential(request: FastifyRequest): string | undefined {
+export function bearerCredential(request: FastifyRequest): string | undefined {
   const header = request.headers.authorization
   if (typeof header !== 'string' || header.trim() === '') return undefined
   const parts = header.trim().split(/\s+/)
@@ -45,8 +48,8 @@ export default fp(
     if (!config.TOKEN_SECRET) throw new Error('TOKEN_SECRET must be set before the app is built')
     await app.register(jwt, {
       secret: config.TOKEN_SECRET,
-      sign: { algorithm: 'HS256', expiresIn: config.TOKEN_TTL_S },
-      verify: { algorithms: ['HS256'] },
+      sign: { algorithm: 'HS256', expiresIn: config.TOKEN_TTL_S, aud: QUEUE_AUDIENCE },
+      verify: { algorithms: ['HS256'], allowedAud: QUEUE_AUDIENCE, requiredClaims: ['aud'] },
     })
     app.decorateRequest('authUserId', 0)
 
@@ -68,7 +71,7 @@ export default fp(
     }
 
     app.decorate('authenticate', async (request: FastifyRequest) => {
-      const token = credential(request)
+      const token = bearerCredential(request)
       if (token === undefined) throw new AppError(401, 'TOKEN_MISSING', 'Send the queue token as Authorization: Bearer <token>')
       // user-id mode trusts a bare id (the original load scripts send one); tokens still work.
       request.authUserId = config.AUTH_MODE === 'user-id' && BARE_USER_ID.test(token) ? Number(token) : verify(token)

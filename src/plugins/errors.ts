@@ -90,9 +90,46 @@ export function answerFrameworkError(error: FastifyError, _request: FastifyReque
   reply.code(status).send(body(status, frameworkCodes[error.code] ?? 'BAD_REQUEST', error.message))
 }
 
+// What Node's HTTP parser refuses before Fastify sees a request: status and stable code.
+const parserErrors: Record<string, [number, string]> = {
+  HPE_HEADER_OVERFLOW: [431, 'HEADERS_TOO_LARGE'],
+  ERR_HTTP_REQUEST_TIMEOUT: [408, 'REQUEST_TIMEOUT'],
+}
+
+/**
+ * Fastify's `clientErrorHandler`: a request Node's parser refused (oversized headers, a header
+ * value with forbidden bytes, a malformed request line) is answered in the one error shape, on
+ * the raw socket since no request object exists, and the connection is closed.
+ */
+export function answerClientError(error: NodeJS.ErrnoException, socket: import('node:net').Socket): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return
+  const [status, code] = parserErrors[error.code ?? ''] ?? [400, 'MALFORMED_REQUEST']
+  const message = status === 431 ? 'The request headers are too large' : status === 408 ? 'The request took too long to arrive' : 'The request could not be parsed'
+  const payload = JSON.stringify(body(status, code, message))
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+        `Content-Length: ${Buffer.byteLength(payload)}\r\nConnection: close\r\n\r\n${payload}`,
+    )
+  }
+  socket.destroy()
+}
+
 export default fp(
   async function errors(app) {
     app.addSchema(ErrorResponse)
+
+    // Once the server drains, a request on a kept-alive connection is refused with a code and
+    // told to reconnect (to another worker or host) instead of being served by a closing app.
+    let draining = false
+    app.addHook('preClose', async () => {
+      draining = true
+    })
+    app.addHook('onRequest', async (_request, reply) => {
+      if (!draining) return
+      reply.header('connection', 'close').header('retry-after', '1')
+      return reply.code(503).send(body(503, 'SHUTTING_DOWN', 'The server is shutting down, retry shortly'))
+    })
 
     app.setNotFoundHandler((request: FastifyRequest, reply: FastifyReply) => {
       reply.code(404).send(body(404, 'ROUTE_NOT_FOUND', `Route ${request.method} ${request.url} not found`))

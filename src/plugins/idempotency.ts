@@ -1,6 +1,6 @@
 import fp from 'fastify-plugin'
 import { createHash } from 'node:crypto'
-import type { Kysely, Transaction } from 'kysely'
+import { sql, type Kysely, type Transaction } from 'kysely'
 import type { Database } from '../db/schema.js'
 import { AppError } from './errors.js'
 import { inTransaction } from '../db/transaction.js'
@@ -21,6 +21,8 @@ declare module 'fastify' {
     idempotent: <T>(call: IdempotentCall, work: (trx: Transaction<Database>) => Promise<T>) => Promise<T>
     /** The stored answer of an earlier call with this key, if there was one. */
     storedResponse: <T>(call: IdempotentCall) => Promise<T | undefined>
+    /** Deletes keys older than IDEMPOTENCY_TTL_H, a batch at a time; answers how many went. */
+    sweepIdempotencyKeys: () => Promise<number>
   }
 }
 
@@ -78,12 +80,50 @@ async function findStored<T>(db: Kysely<Database>, call: IdempotentCall): Promis
   return JSON.parse(stored.response) as T
 }
 
+const SWEEP_INTERVAL_MS = 60_000
+const SWEEP_BATCH = 1000
+const SWEEP_MAX_BATCHES = 20
+
+/**
+ * Deletes expired keys oldest first, in batches the created_at index finds without a scan, so a
+ * sweep never holds many locks at once; a backlog larger than one sweep goes on the next.
+ */
+async function sweepExpired(db: Kysely<Database>, ttlHours: number): Promise<number> {
+  let deleted = 0
+  for (let batch = 0; batch < SWEEP_MAX_BATCHES; batch++) {
+    const result = await db
+      .deleteFrom('idempotency_keys')
+      .where(sql<boolean>`created_at < NOW(3) - INTERVAL ${ttlHours} HOUR`)
+      .orderBy('created_at')
+      .limit(SWEEP_BATCH)
+      .executeTakeFirst()
+    const gone = Number(result.numDeletedRows)
+    deleted += gone
+    if (gone < SWEEP_BATCH) break
+  }
+  return deleted
+}
+
 export default fp(
   async function idempotency(app) {
     app.decorate('idempotent', <T>(call: IdempotentCall, work: (trx: Transaction<Database>) => Promise<T>) =>
       runIdempotent(app.db, call, work),
     )
     app.decorate('storedResponse', <T>(call: IdempotentCall) => findStored<T>(app.db, call))
+    app.decorate('sweepIdempotencyKeys', () => sweepExpired(app.db, app.config.IDEMPOTENCY_TTL_H))
+
+    // Every worker sweeps about once a minute, at a random phase so they seldom meet; a sweep
+    // that fails (MySQL away) is simply the next one's work.
+    const sweep = () =>
+      void app.sweepIdempotencyKeys().then(
+        (deleted) => deleted > 0 && app.log.info({ deleted }, 'expired idempotency keys deleted'),
+        (error: Error) => app.log.warn({ err: error }, 'idempotency key sweep failed'),
+      )
+    let timer: NodeJS.Timeout | undefined
+    app.addHook('onReady', async () => {
+      timer = setInterval(sweep, SWEEP_INTERVAL_MS * (0.75 + Math.random() / 2)).unref()
+    })
+    app.addHook('onClose', async () => clearInterval(timer))
   },
-  { name: 'idempotency', dependencies: ['db'] },
+  { name: 'idempotency', dependencies: ['config', 'db'] },
 )

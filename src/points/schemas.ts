@@ -24,7 +24,7 @@ export const getPointSchema = {
   tags: ['points'],
   summary: "A user's point balance",
   params: UserParams,
-  response: { 200: Type.Ref('PointBalance'), ...errorResponses(400, 404) },
+  response: { 200: Type.Ref('PointBalance'), ...errorResponses(400, 401, 403, 404) },
 }
 
 export function chargePointSchema(maxCharge: number) {
@@ -33,6 +33,6 @@ export function chargePointSchema(maxCharge: number) {
     summary: 'Charge points; writes a history row; Idempotency-Key makes a retry safe',
     headers: IdempotencyHeaders,
     body: chargeBody(maxCharge),
-    response: { 200: Type.Ref('PointBalance'), ...errorResponses(400, 404, 409, 415, 422) },
+    response: { 200: Type.Ref('PointBalance'), ...errorResponses(400, 401, 403, 404, 409, 415, 422) },
   }
 }

@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { AppError } from '../plugins/errors.js'
+import { assertIdentity } from '../plugins/identity.js'
 import { perUserRateLimit } from '../plugins/rate-limit.js'
 import { createPointRepository } from '../points/repository.js'
 import { Standing, Ticket, joinSchema, leaveSchema, standingSchema } from './schemas.js'
@@ -10,8 +11,9 @@ const queueRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const points = createPointRepository(app.db)
 
   const joinLimit = perUserRateLimit(app.config.RATE_LIMIT_WAIT_PER_MIN)
-  app.post('/concert/wait', { schema: joinSchema, config: { rateLimit: joinLimit } }, async (request) => {
+  app.post('/concert/wait', { schema: joinSchema, preHandler: app.requireIdentity, config: { rateLimit: joinLimit } }, async (request) => {
     const { userId } = request.body
+    assertIdentity(request, userId)
     if (!(await points.exists(userId))) throw new AppError(404, 'USER_NOT_FOUND', `User ${userId} not found`)
     const standing = await app.queue.enqueue(userId)
     if (standing.status === 'NONE') throw new Error('enqueue returned no standing')

@@ -24,7 +24,7 @@ export const joinSchema = {
   tags: ['queue'],
   summary: 'Join the waiting queue (idempotent per user); answers a token bound to the user',
   body: JoinBody,
-  response: { 200: Type.Ref('QueueTicket'), ...errorResponses(400, 404, 415, 429, 503) },
+  response: { 200: Type.Ref('QueueTicket'), ...errorResponses(400, 401, 403, 404, 415, 429, 503) },
 }
 
 export const standingSchema = {

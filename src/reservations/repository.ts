@@ -4,11 +4,19 @@ import { AppError } from '../plugins/errors.js'
 import { inTransaction } from '../db/transaction.js'
 import { currentPoint } from '../points/repository.js'
 import type { Hold, Payment, SeatRef } from './schemas.js'
-import { holdHasLapsed, holdIsLive, seatIsFree } from './seat-state.js'
+import { holdHasLapsed, holdIsLive, reservationIsLiveHold, seatIsFree } from './seat-state.js'
 
 /** Seats whose hold lapsed, oldest first, read through the seats_status_held_until index. */
 export const lapsedHolds = (db: Kysely<Database>, limit: number) =>
   db.selectFrom('seats').select('id').where(holdHasLapsed).orderBy('held_until').limit(limit)
+
+export interface HoldRules {
+  holdMs: number
+  /** Live holds a user may have per concert (MAX_HOLDS_PER_USER). */
+  maxHolds: number
+  /** How long a user waits to hold again a seat whose hold of theirs lapsed (HOLD_COOLDOWN_MS). */
+  cooldownMs: number
+}
 
 const seatNotFound = (ref: SeatRef) =>
   new AppError(404, 'SEAT_NOT_FOUND', `Seat ${ref.seatNo} of concert detail ${ref.concertDetailId} does not exist`)
@@ -33,9 +41,11 @@ export function createReservationRepository(db: Kysely<Database>) {
     /**
      * Holds a seat for `holdMs`. Atomic: one conditional UPDATE claims the row only if it is free
      * or its hold has expired, so of any number of concurrent callers exactly one wins (a seat is
-     * held or sold to at most one user). Holding a seat you already hold answers that hold.
+     * held or sold to at most one user). Holding a seat you already hold answers that hold. A
+     * claim that breaks the hold limit or the cooldown is rolled back with the transaction.
      */
-    async hold(ref: SeatRef, holdMs: number): Promise<Hold> {
+    async hold(ref: SeatRef, rules: HoldRules): Promise<Hold> {
+      const { holdMs } = rules
       const claimed = await inTransaction(db, async (trx) => {
         const claim = await trx
           .updateTable('seats')
@@ -49,6 +59,7 @@ export function createReservationRepository(db: Kysely<Database>) {
           .where(seatIsFree)
           .executeTakeFirst()
         if (claim.numUpdatedRows === 0n) return undefined
+        const detail = await assertMayHold(trx, ref, rules)
 
         // The seat row is ours now; it still points at its previous hold, if any, which lapsed.
         // Expiring that reservation by primary key locks that one row only: a search by seat would
@@ -57,7 +68,7 @@ export function createReservationRepository(db: Kysely<Database>) {
         if (seat.reservation_id) {
           await trx.updateTable('reservations').set({ status: 'EXPIRED' }).where('id', '=', seat.reservation_id).where('status', '=', 'HELD').execute()
         }
-        const { price } = await trx.selectFrom('concert_details').select('price').where('id', '=', ref.concertDetailId).executeTakeFirstOrThrow()
+        const { price } = detail
         const inserted = await trx
           .insertInto('reservations')
           .values({
@@ -138,6 +149,17 @@ export function createReservationRepository(db: Kysely<Database>) {
       return { reservationId: reservation.id, paymentId: Number(payment.insertId), amount, point }
     },
 
+    /** How many live holds the user has, in every concert: the queue slot is kept while any is left. */
+    async liveHolds(userId: number): Promise<number> {
+      const row = await db
+        .selectFrom('reservations')
+        .select((eb) => eb.fn.countAll<number>().as('holds'))
+        .where('user_id', '=', userId)
+        .where(reservationIsLiveHold)
+        .executeTakeFirstOrThrow()
+      return Number(row.holds)
+    },
+
     /**
      * Frees seats whose hold lapsed and marks their reservations EXPIRED, at most `limit` per call
      * in batches of `batchSize`. Holds already count as free once expired (reads and the hold
@@ -185,3 +207,48 @@ export function createReservationRepository(db: Kysely<Database>) {
   }
 }
 
+/**
+ * Refuses a hold past the user's MAX_HOLDS_PER_USER live holds in the concert, or of a seat
+ * whose hold of theirs lapsed less than HOLD_COOLDOWN_MS ago; answers the seat's concert detail.
+ * Atomic (invariant: a user holds at most MAX_HOLDS_PER_USER live seats per concert): the user's
+ * row lock serializes their holds, and the count is this transaction's first consistent read, so
+ * its snapshot is taken after the lock and sees every hold of theirs committed before.
+ */
+async function assertMayHold(trx: Transaction<Database>, ref: SeatRef, rules: HoldRules): Promise<{ price: number; concertId: number }> {
+  await trx.selectFrom('users').select('id').where('id', '=', ref.userId).forUpdate().executeTakeFirst()
+  const detail = await trx
+    .selectFrom('concert_details')
+    .select(['price', 'concert_id as concertId'])
+    .where('id', '=', ref.concertDetailId)
+    .executeTakeFirstOrThrow()
+  const { holds } = await trx
+    .selectFrom('reservations')
+    .innerJoin('concert_details', 'concert_details.id', 'reservations.concert_detail_id')
+    .select((eb) => eb.fn.countAll<number>().as('holds'))
+    .where('reservations.user_id', '=', ref.userId)
+    .where('concert_details.concert_id', '=', detail.concertId)
+    .where(reservationIsLiveHold)
+    .executeTakeFirstOrThrow()
+  if (Number(holds) >= rules.maxHolds) {
+    throw new AppError(409, 'HOLD_LIMIT_REACHED', `You already hold ${rules.maxHolds} seats of this concert; pay for one or let one go first`)
+  }
+  if (rules.cooldownMs > 0) {
+    // The claim succeeded, so any earlier hold of this seat has lapsed; it counts if it was theirs.
+    const lapsed = await trx
+      .selectFrom('reservations')
+      .select(sql<number>`TIMESTAMPDIFF(MICROSECOND, NOW(3), held_until + INTERVAL ${rules.cooldownMs * 1000} MICROSECOND)`.as('waitUs'))
+      .where('user_id', '=', ref.userId)
+      .where('concert_detail_id', '=', ref.concertDetailId)
+      .where('seat_no', '=', ref.seatNo)
+      .where('status', 'in', ['HELD', 'EXPIRED'])
+      .where(sql<boolean>`held_until > NOW(3) - INTERVAL ${rules.cooldownMs * 1000} MICROSECOND`)
+      .orderBy('held_until', 'desc')
+      .limit(1)
+      .executeTakeFirst()
+    if (lapsed) {
+      const seconds = Math.max(1, Math.ceil(Number(lapsed.waitUs) / 1_000_000))
+      throw new AppError(409, 'HOLD_COOLDOWN', `Your hold on seat ${ref.seatNo} lapsed just now; you may hold it again in ${seconds} s`)
+    }
+  }
+  return detail
+}

@@ -14,14 +14,20 @@ const reservationRoutes: FastifyPluginAsyncTypebox = async (app) => {
     if (freed > 0) app.log.info({ freed }, 'expired holds released')
   })
 
-  app.patch('/concert/seat', { schema: holdSchema, preHandler: app.requireActive }, async (request) => {
+  const holdRules = { holdMs: app.config.HOLD_TTL_MS, maxHolds: app.config.MAX_HOLDS_PER_USER, cooldownMs: app.config.HOLD_COOLDOWN_MS }
+  const holdLimit = perUserRateLimit(app.config.RATE_LIMIT_HOLD_PER_MIN)
+  app.patch('/concert/seat', { schema: holdSchema, preHandler: app.requireActive, config: { rateLimit: holdLimit } }, async (request) => {
     const { userId, concertDetailId, seatNo } = request.body
     assertSameUser(request, userId)
-    const hold = await reservations.hold({ userId, concertDetailId, seatNo }, app.config.HOLD_TTL_MS)
+    const hold = await reservations.hold({ userId, concertDetailId, seatNo }, holdRules)
     request.log.info({ userId, concertDetailId, seatNo, reservationId: hold.reservationId }, 'seat held')
     app.metrics.holds.inc()
     return hold
   })
+
+  const releaseSlotWhenDone = async (userId: number) => {
+    if ((await reservations.liveHolds(userId)) === 0) await app.queue.leave(userId)
+  }
 
   const payLimit = perUserRateLimit(app.config.RATE_LIMIT_PAY_PER_MIN)
   app.post('/concert/reservation/days', { schema: paySchema, preHandler: app.authenticate, config: { rateLimit: payLimit } }, async (request) => {
@@ -32,7 +38,14 @@ const reservationRoutes: FastifyPluginAsyncTypebox = async (app) => {
     // A retry after success must get the first answer, though paying already gave up the slot.
     const replay = await app.storedResponse<Payment>(call)
     if (replay) return replay
-    await app.assertActive(userId)
+    try {
+      await app.assertActive(userId)
+    } catch (error) {
+      // A first call with this key may have paid and given up the slot since we looked.
+      const answered = await app.storedResponse<Payment>(call)
+      if (answered) return answered
+      throw error
+    }
     // A concurrent retry with the same key gets the first answer without paying: count only ours.
     let paid = false
     const payment = await app.idempotent(call, async (trx) => {
@@ -42,8 +55,8 @@ const reservationRoutes: FastifyPluginAsyncTypebox = async (app) => {
     })
     if (paid) app.metrics.payments.inc()
     request.log.info({ ...ref, ...payment }, 'reservation paid')
-    // The booking is done: free the slot so the next user in line can be admitted.
-    await app.queue.leave(userId).catch((error) => request.log.warn({ err: error, userId }, 'could not release queue slot'))
+    // Once no hold is left to pay for, free the slot so the next user in line can be admitted.
+    await releaseSlotWhenDone(userId).catch((error) => request.log.warn({ err: error, userId }, 'could not release queue slot'))
     return payment
   })
 }

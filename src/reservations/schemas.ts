@@ -35,15 +35,15 @@ const security = [{ queueToken: [] }]
 
 export const holdSchema = {
   tags: ['reservations'],
-  summary: 'Hold a seat for HOLD_TTL_MS (active users only)',
+  summary: 'Hold a seat for HOLD_TTL_MS (active users only; at most MAX_HOLDS_PER_USER live holds per concert)',
   security,
   body: SeatBody,
-  response: { 200: Type.Ref('Hold'), ...errorResponses(400, 401, 403, 404, 409, 415, 503) },
+  response: { 200: Type.Ref('Hold'), ...errorResponses(400, 401, 403, 404, 409, 415, 429, 503) },
 }
 
 export const paySchema = {
   tags: ['reservations'],
-  summary: "Pay for a held seat with points; releases the caller's queue slot",
+  summary: "Pay for a held seat with points; releases the caller's queue slot once no hold is left",
   security,
   headers: IdempotencyHeaders,
   body: SeatBody,

@@ -20,3 +20,6 @@ export const seatIsFree = sql<boolean>`(seats.status = 'AVAILABLE' OR ${holdHasL
 
 /** The status a client is shown: a lapsed hold is AVAILABLE. */
 export const seatStatusNow = sql<SeatStatus>`CASE WHEN ${holdHasLapsed} THEN 'AVAILABLE' ELSE seats.status END`
+
+/** A reservation that still holds its seat: the hold-limit count and the slot release use it. */
+export const reservationIsLiveHold = sql<boolean>`(reservations.status = 'HELD' AND reservations.held_until > NOW(3))`

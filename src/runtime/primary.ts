@@ -5,6 +5,7 @@ import { AggregatorRegistry } from 'prom-client'
 import { configToEnv, type Config } from '../config.js'
 import { prepareDatabase } from '../db/prepare.js'
 import { discoverServices } from './services.js'
+import { DEVELOPMENT_SECRET_FILE, developmentIdentitySecret, needsDevelopmentSecret } from './identity-secret.js'
 import type { PrimaryMessage, WorkerMessage } from './worker.js'
 
 /**
@@ -32,7 +33,15 @@ export async function runPrimary(config: Config): Promise<void> {
     log.warn('TOKEN_SECRET is not set: generated one for this run; tokens will not survive a restart or work across hosts')
   }
   if (config.AUTH_MODE === 'user-id') {
-    log.warn('AUTH_MODE=user-id: protected calls trust a bare user id in Authorization. INSECURE: for the original k6 scripts only')
+    log.warn('AUTH_MODE=user-id: no identity is checked; user calls act for the user they name and booking calls trust a bare user id in Authorization. INSECURE: for the original k6 scripts only')
+  }
+  if (needsDevelopmentSecret(config)) {
+    const { secret, created } = developmentIdentitySecret()
+    workerConfig.IDENTITY_JWT_SECRET = secret
+    log.warn(
+      { file: DEVELOPMENT_SECRET_FILE, created },
+      "no IDENTITY_JWT_SECRET, IDENTITY_PUBLIC_KEY or IDENTITY_JWKS_URL: identity tokens are checked with a development secret; mint one with `npm run token -- <userId>`. Set the login's key in production",
+    )
   }
 
   const { applied } = await prepareDatabase(workerConfig)

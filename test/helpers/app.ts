@@ -8,6 +8,7 @@ import { prepareDatabase } from '../../src/db/prepare.js'
 import type { Kysely } from 'kysely'
 import type { Database } from '../../src/db/schema.js'
 import { dropStore, ownStore } from './store.js'
+import { TEST_IDENTITY_SECRET } from './jwt.js'
 
 /**
  * A config of the test's own: a fresh database and Redis key prefix, so test files run in
@@ -21,9 +22,11 @@ export function testConfig(overrides: Record<string, string | number | boolean> 
     SEED_USERS: '200',
     SHED_LOAD: 'false',
     TOKEN_SECRET: 'test-secret-test-secret-test-secret-0123',
+    IDENTITY_JWT_SECRET: TEST_IDENTITY_SECRET,
     // Limits on, but high enough for the tests that fire one user's calls 50 at a time.
     RATE_LIMIT_WAIT_PER_MIN: '10000',
     RATE_LIMIT_PAY_PER_MIN: '10000',
+    RATE_LIMIT_HOLD_PER_MIN: '10000',
     ...Object.fromEntries(Object.entries(overrides).map(([k, v]) => [k, String(v)])),
   })
 }

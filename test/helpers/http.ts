@@ -1,4 +1,6 @@
 import { request, type IncomingHttpHeaders } from 'node:http'
+import { connect } from 'node:net'
+import { identityToken } from './jwt.js'
 
 export interface Reply {
   status: number
@@ -17,6 +19,22 @@ export interface SendOptions {
   timeoutMs?: number
   /** false keeps a JSON body as its text, to compare bytes. */
   parse?: boolean
+  /**
+   * The user whose identity token (signed with the tests' IDENTITY_JWT_SECRET) goes in
+   * Authorization. By default the user a user call names: the path of GET /point/:userId, the
+   * body's userId on PATCH /point and POST /concert/wait. false sends none; so does an
+   * Authorization header of the caller's own.
+   */
+  identity?: number | false
+}
+
+/** The user a call acts for, when it is one of the calls that need that user's identity token. */
+function namedUser(method: string, path: string, body: unknown): number | undefined {
+  const pointRead = method === 'GET' && /^\/point\/([0-9]+)$/.exec(path)
+  if (pointRead) return Number(pointRead[1])
+  const actsForBodyUser = (method === 'PATCH' && path === '/point') || (method === 'POST' && path === '/concert/wait')
+  const userId = (body as { userId?: unknown } | undefined)?.userId
+  return actsForBodyUser && typeof userId === 'number' && userId > 0 ? userId : undefined
 }
 
 /**
@@ -25,6 +43,10 @@ export interface SendOptions {
  */
 export function send(baseUrl: string, method: string, path: string, options: SendOptions = {}): Promise<Reply> {
   const headers: Record<string, string | number> = { ...options.headers }
+  const actingAs = options.identity ?? namedUser(method, path, options.body)
+  if (actingAs !== false && actingAs !== undefined && !Object.keys(headers).some((name) => name.toLowerCase() === 'authorization')) {
+    headers.authorization = `Bearer ${identityToken(actingAs)}`
+  }
   let payload = options.raw
   if (options.body !== undefined) {
     payload = JSON.stringify(options.body)
@@ -54,3 +76,31 @@ export function send(baseUrl: string, method: string, path: string, options: Sen
 }
 
 export const bearer = (token: string) => ({ authorization: `Bearer ${token}` })
+
+/** A connection to write raw HTTP on, for what a well-behaved client cannot send. */
+export interface RawConnection {
+  write: (text: string) => void
+  /** Everything received so far. */
+  received: () => string
+  /** Resolves with everything received once the server has closed the connection. */
+  closed: Promise<string>
+}
+
+export function rawConnection(baseUrl: string): RawConnection {
+  const { hostname, port } = new URL(baseUrl)
+  const socket = connect(Number(port), hostname)
+  let text = ''
+  socket.setEncoding('utf8')
+  socket.on('data', (chunk: string) => (text += chunk))
+  const closed = new Promise<string>((done) => socket.on('close', () => done(text)))
+  socket.on('error', () => {})
+  return { write: (chunk) => void socket.write(chunk), received: () => text, closed }
+}
+
+/** The responses in raw HTTP text: each status and JSON body, in order. */
+export function rawResponses(text: string): { status: number; body: any }[] {
+  return [...text.matchAll(/HTTP\/1\.1 (\d{3})[^]*?\r\n\r\n(\{[^]*?\})(?=HTTP\/1\.1 |$)/g)].map((match) => ({
+    status: Number(match[1]),
+    body: JSON.parse(match[2]!),
+  }))
+}
