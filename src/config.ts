@@ -27,6 +27,12 @@ export const ConfigSchema = Type.Object({
   }),
   MYSQL_POOL_SIZE: Int(10, 1, 500, 'Connections per worker'),
   REDIS_URL: Type.String({ default: 'redis://127.0.0.1:6379', pattern: '^rediss?://', description: 'Redis URL' }),
+  REDIS_CLUSTER_NODES: Type.Optional(
+    Type.String({
+      pattern: '^[^,:\\s]+:[0-9]{1,5}(,[^,:\\s]+:[0-9]{1,5})*$',
+      description: 'Redis Cluster seed nodes as host:port,host:port; when set, used instead of REDIS_URL',
+    }),
+  ),
   REDIS_KEY_PREFIX: Type.String({
     default: 'seatrush',
     pattern: '^[A-Za-z0-9_.:-]{1,64}$',

@@ -33,6 +33,7 @@ t.test('a bad value is refused naming its variable', async (t) => {
     SERIALIZER: 'fast',
     SHED_LOAD: 'maybe',
     REDIS_KEY_PREFIX: 'has}brace',
+    REDIS_CLUSTER_NODES: '127.0.0.1',
   }
   for (const [variable, value] of Object.entries(cases)) {
     t.throws(() => loadConfig({ [variable]: value }), ConfigError, variable)
