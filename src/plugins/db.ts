@@ -3,12 +3,16 @@ import type { Kysely } from 'kysely'
 import type { Pool } from 'mysql2'
 import { createDb, createMysqlPool } from '../db/connection.js'
 import type { Database } from '../db/schema.js'
+import { createReadDb, type ReplicaStatus } from '../db/replica.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
     db: Kysely<Database>
     /** The pool under `db`, for its usage metrics. */
     dbPool: Pool
+    /** For reads that may be a little stale: MYSQL_REPLICA_URL while it keeps up, else `db`. */
+    dbRead: Kysely<Database>
+    replicaStatus: () => ReplicaStatus
   }
 }
 
@@ -22,7 +26,11 @@ export default fp(
     const db = createDb(config.MYSQL_URL, config.MYSQL_POOL_SIZE, pool)
     app.decorate('db', db)
     app.decorate('dbPool', pool)
+    const reads = createReadDb(db, pool, config, app.log)
+    app.decorate('dbRead', reads.db)
+    app.decorate('replicaStatus', reads.status)
     app.addHook('onClose', async () => {
+      await reads.close()
       await db.destroy()
     })
   },
