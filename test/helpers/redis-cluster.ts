@@ -1,19 +1,14 @@
-import { spawn, execFile, type ChildProcess } from 'node:child_process'
-import { mkdirSync, openSync, rmSync } from 'node:fs'
+import { execFile } from 'node:child_process'
+import { rmSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { resolve } from 'node:path'
 import { promisify } from 'node:util'
 import { Redis } from 'ioredis'
 import { redisKeyPattern, redisMasters, type RedisClient } from '../../src/plugins/redis.js'
-import { freePort } from '../../src/runtime/services.js'
+import { RedisServer } from './redis-server.js'
 import { waitFor } from './wait.js'
 
 const run = promisify(execFile)
-
-export interface ClusterNode {
-  port: number
-  child: ChildProcess
-}
 
 /** A master: where a key's slot is served. */
 export interface MasterOf {
@@ -31,12 +26,12 @@ export interface RedisClusterOptions {
 }
 
 /**
- * A private Redis Cluster: redis-server processes on free ports with their data under
+ * A private Redis Cluster: redis-server processes (RedisServer) on free ports with their data under
  * `.data/redis-cluster-<id>/`, joined with `redis-cli --cluster create`. Stopped by PID and its
  * folder removed by `stop()`.
  */
 export class RedisCluster {
-  readonly nodes: ClusterNode[] = []
+  readonly nodes: RedisServer[] = []
   private readonly admins = new Map<number, Redis>()
 
   private constructor(readonly dir: string) {}
@@ -44,8 +39,16 @@ export class RedisCluster {
   static async start({ masters = 3, replicas = 1, nodeTimeoutMs = 1000 }: RedisClusterOptions = {}): Promise<RedisCluster> {
     const cluster = new RedisCluster(resolve('.data', `redis-cluster-${randomBytes(4).toString('hex')}`))
     try {
-      for (let i = 0; i < masters * (1 + replicas); i++) cluster.nodes.push(await cluster.spawnNode(await freePort(), nodeTimeoutMs))
-      await Promise.all(cluster.nodes.map((node) => waitFor(`redis-server on ${node.port}`, () => cluster.admin(node.port).ping().catch(() => false))))
+      for (let i = 0; i < masters * (1 + replicas); i++) {
+        const dir = resolve(cluster.dir, String(i))
+        const flags = [
+          '--cluster-enabled', 'yes', '--cluster-config-file', resolve(dir, 'nodes.conf'),
+          '--cluster-node-timeout', String(nodeTimeoutMs), '--appendonly', 'no',
+          // A replica syncs at once rather than after the default 5 s, so it can be promoted soon after start.
+          '--repl-diskless-sync-delay', '0',
+        ]
+        cluster.nodes.push(await RedisServer.start(dir, flags))
+      }
       const addresses = cluster.nodes.map((node) => `127.0.0.1:${node.port}`)
       await run('redis-cli', ['--cluster', 'create', ...addresses, '--cluster-replicas', String(replicas), '--cluster-yes'])
       await cluster.waitUntilHealthy()
@@ -61,25 +64,6 @@ export class RedisCluster {
     return this.nodes.map((node) => `127.0.0.1:${node.port}`).join(',')
   }
 
-  private async spawnNode(port: number, nodeTimeoutMs: number): Promise<ClusterNode> {
-    const dir = resolve(this.dir, String(port))
-    mkdirSync(dir, { recursive: true })
-    const log = openSync(resolve(dir, 'redis.log'), 'a')
-    const child = spawn(
-      'redis-server',
-      [
-        '--port', String(port), '--bind', '127.0.0.1', '--daemonize', 'no', '--dir', dir,
-        '--cluster-enabled', 'yes', '--cluster-config-file', resolve(dir, 'nodes.conf'),
-        '--cluster-node-timeout', String(nodeTimeoutMs), '--save', '', '--appendonly', 'no',
-        // A replica syncs at once rather than after the default 5 s, so it can be promoted soon after start.
-        '--repl-diskless-sync-delay', '0',
-      ],
-      { stdio: ['ignore', log, log] },
-    )
-    child.on('error', () => {})
-    return { port, child }
-  }
-
   /** A plain connection to one node, for cluster administration (no redirections followed). */
   admin(port: number): Redis {
     let client = this.admins.get(port)
@@ -91,8 +75,8 @@ export class RedisCluster {
     return client
   }
 
-  private alive(): ClusterNode[] {
-    return this.nodes.filter((node) => node.child.exitCode === null && node.child.signalCode === null)
+  private alive(): RedisServer[] {
+    return this.nodes.filter((node) => node.running)
   }
 
   /**
@@ -164,10 +148,7 @@ export class RedisCluster {
 
   /** kill -9 of the master on `port`; resolves once its replica has taken over its slots. */
   async killMaster(port: number): Promise<void> {
-    const node = this.nodes.find((n) => n.port === port)!
-    const gone = new Promise((done) => node.child.once('exit', done))
-    node.child.kill('SIGKILL')
-    await gone
+    await this.nodes.find((n) => n.port === port)!.stop('SIGKILL')
     this.admins.get(port)?.disconnect()
     this.admins.delete(port)
     await waitFor(`a replica promoted in place of ${port}`, async () => !(await this.masters()).some((m) => m.port === port), { timeoutMs: 30_000, intervalMs: 100 })
@@ -178,15 +159,7 @@ export class RedisCluster {
   async stop(): Promise<void> {
     for (const client of this.admins.values()) client.disconnect()
     this.admins.clear()
-    await Promise.all(
-      this.alive().map(
-        (node) =>
-          new Promise<void>((done) => {
-            node.child.once('exit', () => done())
-            node.child.kill('SIGKILL')
-          }),
-      ),
-    )
+    await Promise.all(this.nodes.map((node) => node.stop('SIGKILL')))
     rmSync(this.dir, { recursive: true, force: true })
   }
 }
