@@ -26,7 +26,20 @@ export const ConfigSchema = Type.Object({
     description: 'MySQL/MariaDB connection URL; the database is created if missing',
   }),
   MYSQL_POOL_SIZE: Int(10, 1, 500, 'Connections per worker'),
+  MYSQL_REPLICA_URL: Type.Optional(
+    Type.String({
+      pattern: '^mysql://',
+      description: 'A read replica of MYSQL_URL for concert pages that may be a little stale; unset: every read goes to MYSQL_URL',
+    }),
+  ),
+  REPLICA_MAX_LAG_MS: Int(1000, 100, 3_600_000, 'Reads skip the replica while it is this far behind the primary, or down'),
   REDIS_URL: Type.String({ default: 'redis://127.0.0.1:6379', pattern: '^rediss?://', description: 'Redis URL' }),
+  REDIS_CLUSTER_NODES: Type.Optional(
+    Type.String({
+      pattern: '^[^,:\\s]+:[0-9]{1,5}(,[^,:\\s]+:[0-9]{1,5})*$',
+      description: 'Redis Cluster seed nodes as host:port,host:port; when set, used instead of REDIS_URL',
+    }),
+  ),
   REDIS_KEY_PREFIX: Type.String({
     default: 'seatrush',
     pattern: '^[A-Za-z0-9_.:-]{1,64}$',

@@ -33,6 +33,9 @@ t.test('a bad value is refused naming its variable', async (t) => {
     SERIALIZER: 'fast',
     SHED_LOAD: 'maybe',
     REDIS_KEY_PREFIX: 'has}brace',
+    REDIS_CLUSTER_NODES: '127.0.0.1',
+    MYSQL_REPLICA_URL: 'redis://x',
+    REPLICA_MAX_LAG_MS: '0',
   }
   for (const [variable, value] of Object.entries(cases)) {
     t.throws(() => loadConfig({ [variable]: value }), ConfigError, variable)

@@ -9,7 +9,7 @@ const concertRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.addSchema(Concert)
   app.addSchema(ConcertOption)
   app.addSchema(SeatView)
-  const concerts = createConcertRepository(app.db)
+  const concerts = createConcertRepository(app.dbRead)
   // Browsing is the rush's hottest read; a short cache bounds staleness to CONCERT_CACHE_MS.
   const cachedConcert = createTtlCache<number, Awaited<ReturnType<typeof concerts.concert>>>(app.config.CONCERT_CACHE_MS)
   const cachedOptions = createTtlCache<number, Awaited<ReturnType<typeof concerts.options>>>(app.config.CONCERT_CACHE_MS)

@@ -3,6 +3,7 @@ import type { Kysely } from 'kysely'
 import type { Pool } from 'mysql2'
 import { SheddingPool, createDb, createMysqlPool } from '../db/connection.js'
 import type { Database } from '../db/schema.js'
+import { createReadDb, type ReplicaStatus } from '../db/replica.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -11,6 +12,9 @@ declare module 'fastify' {
     dbPool: Pool
     /** What `db` takes connections through: times the waits and, with SHED_LOAD, sheds. */
     dbQueue: SheddingPool
+    /** For reads that may be a little stale: MYSQL_REPLICA_URL while it keeps up, else `db`. */
+    dbRead: Kysely<Database>
+    replicaStatus: () => ReplicaStatus
   }
 }
 
@@ -26,7 +30,11 @@ export default fp(
     app.decorate('db', db)
     app.decorate('dbPool', pool)
     app.decorate('dbQueue', queue)
+    const reads = createReadDb(db, pool, config, app.log)
+    app.decorate('dbRead', reads.db)
+    app.decorate('replicaStatus', reads.status)
     app.addHook('onClose', async () => {
+      await reads.close()
       await db.destroy()
     })
   },

@@ -69,7 +69,7 @@ function isDependencyUnavailable(error: unknown): boolean {
   if ((error as { fatal?: unknown }).fatal === true) return true
   const name = error.name
   if (name === 'MaxRetriesPerRequestError') return true
-  return /Connection is closed|Stream isn't writeable|Pool is closed|Can't add new command when connection is in closed state|connect ETIMEDOUT|Command timed out/.test(
+  return /Connection is closed|Stream isn't writeable|Pool is closed|Can't add new command when connection is in closed state|connect ETIMEDOUT|Command timed out|^CLUSTERDOWN|^TRYAGAIN|Too many Cluster redirections|Cluster isn't ready|Failed to refresh slots cache/.test(
     error.message,
   )
 }

@@ -84,6 +84,28 @@ export default fp<MetricsOptions>(
         for (const [state, count] of Object.entries(usage)) this.set({ state }, count)
       },
     })
+    if (app.config.MYSQL_REPLICA_URL) {
+      new Gauge({
+        name: 'seatrush_replica_lag_seconds',
+        help: 'How far the read replica was behind the primary at its last check (absent while it does not answer)',
+        aggregator: 'max',
+        registers,
+        collect() {
+          const { lagMs } = app.replicaStatus()
+          if (lagMs === undefined) this.reset()
+          else this.set(lagMs / 1000)
+        },
+      })
+      new Gauge({
+        name: 'seatrush_replica_in_use',
+        help: '1 while stale-tolerant reads go to the replica, 0 while they fall back to the primary (lagging or down)',
+        aggregator: 'min',
+        registers,
+        collect() {
+          this.set(app.replicaStatus().target === 'replica' ? 1 : 0)
+        },
+      })
+    }
     app.decorate('metrics', {
       registry,
       holds: new Counter({ name: 'seatrush_holds_total', help: 'Seats held', registers }),

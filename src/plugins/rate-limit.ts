@@ -2,6 +2,7 @@ import fp from 'fastify-plugin'
 import rateLimit, { type RateLimitOptions } from '@fastify/rate-limit'
 import type { FastifyRequest } from 'fastify'
 import { AppError } from './errors.js'
+import { redisKey } from './redis.js'
 
 /**
  * Whom a call counts against: the verified user (the queue token's on booking calls, the
@@ -38,7 +39,9 @@ export default fp(
     await app.register(rateLimit, {
       global: false,
       redis: app.redis,
-      nameSpace: app.redisKey('rate-limit:'),
+      // A hash tag of their own (`{prefix:rate-limit}`): each counter is one key, so on a Redis
+      // Cluster they need no slot in common with the queue and its scripts.
+      nameSpace: redisKey(`${app.config.REDIS_KEY_PREFIX}:rate-limit`, ''),
       skipOnError: true,
       errorResponseBuilder: (_request, context) =>
         new AppError(context.statusCode, 'RATE_LIMITED', `Too many requests, retry in ${context.after}`),

@@ -1,23 +1,52 @@
 import fp from 'fastify-plugin'
-import { Redis } from 'ioredis'
+import { Cluster, Redis } from 'ioredis'
+import type { Config } from '../config.js'
+
+/** A single Redis or a Redis Cluster: both run the same commands and scripts (defineCommand). */
+export type RedisClient = Redis | Cluster
 
 declare module 'fastify' {
   interface FastifyInstance {
-    redis: Redis
+    redis: RedisClient
     /** Prefixes a key with the deployment's hash tag, so every key lands in one Redis Cluster slot. */
     redisKey: (name: string) => string
   }
 }
 
-export function createRedis(url: string): Redis {
-  return new Redis(url, {
+// Fail fast while Redis is down (the route answers 503) instead of queueing commands in memory.
+const failFast = { maxRetriesPerRequest: 1, commandTimeout: 2000, connectTimeout: 2000 }
+const reconnectDelay = (attempt: number) => Math.min(attempt * 100, 1000)
+
+/** `host:port,host:port` (REDIS_CLUSTER_NODES) as ioredis startup nodes. */
+export function parseClusterNodes(list: string): { host: string; port: number }[] {
+  return list.split(',').map((node) => {
+    const [host, port] = node.trim().split(':')
+    return { host: host!, port: Number(port) }
+  })
+}
+
+/**
+ * The client for REDIS_CLUSTER_NODES when set, else for REDIS_URL. On a Cluster, ioredis follows
+ * MOVED and ASK replies (a resharding) and, when a master is lost, retries on the same command
+ * every `retryDelayOnFailover` while it reloads the slot map, up to `maxRedirections` times; past
+ * that, or past `commandTimeout`, the call fails and the route answers 503.
+ */
+export function createRedis(config: Pick<Config, 'REDIS_URL' | 'REDIS_CLUSTER_NODES'>): RedisClient {
+  if (!config.REDIS_CLUSTER_NODES) {
+    return new Redis(config.REDIS_URL, { lazyConnect: true, enableOfflineQueue: false, retryStrategy: reconnectDelay, ...failFast })
+  }
+  return new Cluster(parseClusterNodes(config.REDIS_CLUSTER_NODES), {
     lazyConnect: true,
-    // Fail fast while Redis is down (the route answers 503) instead of queueing commands in memory.
     enableOfflineQueue: false,
-    maxRetriesPerRequest: 1,
-    commandTimeout: 2000,
-    connectTimeout: 2000,
-    retryStrategy: (attempt) => Math.min(attempt * 100, 1000),
+    clusterRetryStrategy: reconnectDelay,
+    retryDelayOnFailover: 100,
+    retryDelayOnClusterDown: 100,
+    retryDelayOnTryAgain: 100,
+    maxRedirections: 16,
+    slotsRefreshTimeout: 2000,
+    // A promoted replica is found within this even when no call happens to hit the old master.
+    slotsRefreshInterval: 2000,
+    redisOptions: failFast,
   })
 }
 
@@ -34,12 +63,17 @@ export function redisKeyPattern(prefix: string): string {
   return `{${prefix}[}:]*`
 }
 
+/** The masters of `redis`: itself for a single Redis, each master node for a Cluster (SCAN, INFO). */
+export function redisMasters(redis: RedisClient): Redis[] {
+  return redis instanceof Cluster ? redis.nodes('master') : [redis]
+}
+
 export default fp(
   async function redis(app) {
-    const client = createRedis(app.config.REDIS_URL)
+    const client = createRedis(app.config)
     client.on('error', (error) => app.log.debug({ err: error }, 'redis connection error'))
     await client.connect()
-    app.decorate('redis', client)
+    app.decorate<RedisClient>('redis', client)
     app.decorate('redisKey', (name: string) => redisKey(app.config.REDIS_KEY_PREFIX, name))
     app.addHook('onClose', async () => {
       await client.quit().catch(() => client.disconnect())

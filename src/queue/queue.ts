@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs'
-import type { Redis, Result } from 'ioredis'
+import type { Cluster, Redis, Result } from 'ioredis'
 import type { Standing } from './schemas.js'
 
 type Pair = [number, number]
@@ -26,7 +26,7 @@ declare module 'ioredis' {
 const lua = (name: string) => readFileSync(new URL(`./${name}.lua`, import.meta.url), 'utf8')
 
 /** Loads the queue's scripts once per client; ioredis sends EVALSHA and falls back to EVAL. */
-export function defineQueueCommands(redis: Redis): void {
+export function defineQueueCommands(redis: Redis | Cluster): void {
   redis.defineCommand('queueEnqueue', { numberOfKeys: 3, lua: lua('enqueue') })
   redis.defineCommand('queueStatus', { numberOfKeys: 2, lua: lua('status') })
   redis.defineCommand('queueVerifyAndTouch', { numberOfKeys: 2, lua: lua('verify-and-touch') })
@@ -44,7 +44,7 @@ export interface QueueSettings {
   activeTtlMs: number
 }
 
-export function createQueue(redis: Redis, key: (name: string) => string, settings: QueueSettings) {
+export function createQueue(redis: Redis | Cluster, key: (name: string) => string, settings: QueueSettings) {
   const waiting = key('waiting')
   const active = key('active')
   const arrivals = key('arrivals')

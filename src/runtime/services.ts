@@ -162,7 +162,11 @@ async function startRedis(dataDir: string) {
   const logFile = resolve(dataDir, 'redis.log')
   mkdirSync(dir, { recursive: true })
   const port = await freePort()
-  const child = spawn(redisServer, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], {
+  // The line and the active slots survive a restart: the append-only file is written before each
+  // reply, so a killed redis-server loses nothing it answered; a crash of the machine loses up to
+  // the last second (appendfsync everysec).
+  const persistence = ['--appendonly', 'yes', '--appendfsync', 'everysec', '--save', '']
+  const child = spawn(redisServer, ['--port', String(port), '--bind', '127.0.0.1', ...persistence, '--dir', dir], {
     stdio: ['ignore', openSync(logFile, 'a'), openSync(logFile, 'a')],
   })
   const url = `redis://127.0.0.1:${port}`

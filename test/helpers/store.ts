@@ -1,7 +1,6 @@
-import { Redis } from 'ioredis'
 import type { Config } from '../../src/config.js'
 import { databaseUrl, dropDatabase, parseMysqlUrl } from '../../src/db/connection.js'
-import { redisKeyPattern } from '../../src/plugins/redis.js'
+import { createRedis, redisKeyPattern, redisMasters } from '../../src/plugins/redis.js'
 
 /** Where a test file or a lab command keeps its data: a database and a Redis key prefix. */
 export type Store = Pick<Config, 'MYSQL_URL' | 'REDIS_KEY_PREFIX'>
@@ -25,13 +24,20 @@ export function storeBeside(store: Store, suffix: string): Store {
   }
 }
 
-/** Drops the store's database and deletes its Redis keys, found with SCAN. */
-export async function dropStore(config: Store & Pick<Config, 'REDIS_URL'>): Promise<void> {
+/**
+ * Drops the store's database and deletes its Redis keys, found with SCAN on every master (a
+ * Cluster's keys are spread over its masters). Deleted one key a command: on a Cluster a
+ * multi-key DEL (or a pipeline) must stay within one slot.
+ */
+export async function dropStore(config: Store & Pick<Config, 'REDIS_URL' | 'REDIS_CLUSTER_NODES'>): Promise<void> {
   await dropDatabase(config.MYSQL_URL)
-  const redis = new Redis(config.REDIS_URL)
+  const redis = createRedis(config)
   try {
-    const batches = redis.scanStream({ match: redisKeyPattern(config.REDIS_KEY_PREFIX), count: 1000 }) as AsyncIterable<string[]>
-    for await (const keys of batches) if (keys.length) await redis.del(...keys)
+    await redis.connect()
+    for (const master of redisMasters(redis)) {
+      const batches = master.scanStream({ match: redisKeyPattern(config.REDIS_KEY_PREFIX), count: 1000 }) as AsyncIterable<string[]>
+      for await (const keys of batches) await Promise.all(keys.map((key) => redis.del(key)))
+    }
   } finally {
     redis.disconnect()
   }
