@@ -52,6 +52,7 @@ export const ConfigSchema = Type.Object({
   ACTIVE_TTL_MS: Int(300_000, 1000, 86_400_000, 'An active user idle this long loses the slot (sliding)'),
   HOLD_TTL_MS: Int(300_000, 100, 86_400_000, 'How long a held seat stays reserved before it frees'),
   CONCERT_CACHE_MS: Int(1000, 0, 60_000, 'How stale concert reads may be (0 disables the cache)'),
+  SEAT_MAP_CHECK_MS: Int(5, 0, 1000, 'A cached seat map or day list is served this long without asking Redis for its version (0: every request asks)'),
 
   MAX_CHARGE: Int(1_000_000, 1, 1_000_000_000, 'Largest single point charge'),
   MAX_BALANCE: Int(1_000_000_000, 1, 1_000_000_000_000, 'Largest balance a user may hold'),

@@ -20,6 +20,7 @@ const reservationRoutes: FastifyPluginAsyncTypebox = async (app) => {
     const hold = await reservations.hold({ userId, concertDetailId, seatNo }, app.config.HOLD_TTL_MS)
     request.log.info({ userId, concertDetailId, seatNo, reservationId: hold.reservationId }, 'seat held')
     app.metrics.holds.inc()
+    await app.seatMaps.invalidate(concertDetailId)
     return hold
   })
 
@@ -41,6 +42,7 @@ const reservationRoutes: FastifyPluginAsyncTypebox = async (app) => {
       return result
     })
     if (paid) app.metrics.payments.inc()
+    if (paid) await app.seatMaps.invalidate(concertDetailId)
     request.log.info({ ...ref, ...payment }, 'reservation paid')
     // The booking is done: free the slot so the next user in line can be admitted.
     await app.queue.leave(userId).catch((error) => request.log.warn({ err: error, userId }, 'could not release queue slot'))
