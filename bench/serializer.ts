@@ -8,10 +8,9 @@
  */
 import { performance } from 'node:perf_hooks'
 import { setImmediate } from 'node:timers/promises'
-import fastJsonStringify, { type Schema } from 'fast-json-stringify'
 import type { Config } from '../src/config.js'
 import { createConcertRepository } from '../src/concerts/repository.js'
-import { SeatView, seatsSchema } from '../src/concerts/schemas.js'
+import { encodeSeatMap } from '../src/concerts/encoded.js'
 import { CONNECTIONS_PER_THREAD, createSeatMapPool } from '../src/concerts/serializer.js'
 import { createDb } from '../src/db/connection.js'
 import { bearer, send } from '../test/helpers/http.js'
@@ -133,24 +132,19 @@ type Halls = Array<{ seats: number; concertDetailId: number }>
 async function measureInProcess(config: Config, halls: Halls, plan: Plan, { progress }: Lab): Promise<InProcess[]> {
   const db = createDb(config.MYSQL_URL, plan.concurrency)
   const concerts = createConcertRepository(db)
-  // The route's response schema, compiled as Fastify and the pool threads compile it.
-  const stringify = fastJsonStringify(seatsSchema.response[200], { schema: { SeatView: SeatView as Schema } })
-  // Encoded as the socket write would: a string left unread would never be flattened, and look free.
-  const toBytes = (seats: unknown[]) => Buffer.from(stringify(seats))
+  // Both views serialized and hashed, as the seat-map cache builds them on a change.
+  const encoded = async (concertDetailId: number) => encodeSeatMap(concertDetailId, (await concerts.seatMap(concertDetailId))!)
   const pool = createSeatMapPool(config.MYSQL_URL, config.SERIALIZER_THREADS)
-  const poolJson = async (concertDetailId: number) => {
-    const json = await pool.run({ concertDetailId })
-    return Buffer.from(json!.buffer, json!.byteOffset, json!.byteLength)
-  }
+  const poolEncoded = async (concertDetailId: number) => (await pool.run({ concertDetailId }))!
   try {
     const rounds = halls.map((): InProcess['rounds'] => [])
     for (let round = 0; round < plan.rounds; round++) {
       for (const [index, { seats, concertDetailId }] of halls.entries()) {
-        const seatMap = (await concerts.seats(concertDetailId))!
+        const seatMap = (await concerts.seatMap(concertDetailId))!
         const measured = {
-          stringify: await warmThenMeasure(() => toBytes(seatMap), 1, plan.inProcessMs),
-          inline: await warmThenMeasure(async () => toBytes((await concerts.seats(concertDetailId))!), plan.concurrency, plan.inProcessMs),
-          worker: await warmThenMeasure(() => poolJson(concertDetailId), plan.concurrency, plan.inProcessMs),
+          stringify: await warmThenMeasure(() => encodeSeatMap(concertDetailId, seatMap), 1, plan.inProcessMs),
+          inline: await warmThenMeasure(() => encoded(concertDetailId), plan.concurrency, plan.inProcessMs),
+          worker: await warmThenMeasure(() => poolEncoded(concertDetailId), plan.concurrency, plan.inProcessMs),
         }
         rounds[index]!.push(measured)
         progress(`in process, round ${round + 1}, ${seats} seats: worker/inline ops/s ${formatNumber(measured.worker.opsPerS / measured.inline.opsPerS)}`)
@@ -158,11 +152,11 @@ async function measureInProcess(config: Config, halls: Halls, plan: Plan, { prog
     }
     const results: InProcess[] = []
     for (const [index, { concertDetailId }] of halls.entries()) {
-      const json = toBytes((await concerts.seats(concertDetailId))!)
+      const json = Buffer.from((await encoded(concertDetailId)).full.bytes)
       const measured = rounds[index]!
       results.push({
         jsonBytes: json.length,
-        identical: (await poolJson(concertDetailId)).equals(json),
+        identical: Buffer.from((await poolEncoded(concertDetailId)).full.bytes).equals(json),
         stringify: median(measured.map((round) => round.stringify)),
         inline: median(measured.map((round) => round.inline)),
         worker: median(measured.map((round) => round.worker)),
@@ -301,8 +295,8 @@ await runLab<SerializerRow>(
       workers: flags.workers ?? 1,
       concurrency: 4,
     }
-    // Measure throughput, not shedding: a 503 would count as a fast answer.
-    const config = labConfig('serializer', 10, { WORKERS: plan.workers, SERIALIZER_THREADS: 2, SHED_LOAD: false, ...flags.set })
+    // Measure throughput, not shedding: a 503 would count as a fast answer. No seat-map cache: every request builds its map.
+    const config = labConfig('serializer', 10, { WORKERS: plan.workers, SERIALIZER_THREADS: 2, SHED_LOAD: false, CONCERT_CACHE_MS: 0, ...flags.set })
     progress(`fresh lab database with halls of ${plan.sizes.join(', ')} seats`)
     const ids = await resetHalls(config, plan.sizes)
     const halls = plan.sizes.map((seats, index) => ({ seats, concertDetailId: ids[index]! }))

@@ -11,6 +11,7 @@ import redis from './plugins/redis.js'
 import pressure from './plugins/pressure.js'
 import idempotency from './plugins/idempotency.js'
 import serializer from './concerts/serializer.js'
+import seatMaps from './concerts/seat-maps.js'
 import auth from './plugins/auth.js'
 import identity from './plugins/identity.js'
 import metrics from './plugins/metrics.js'
@@ -122,6 +123,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   await app.register(pressure)
   await app.register(idempotency)
   await app.register(serializer)
+  await app.register(seatMaps)
   await app.register(queue)
   await app.register(auth)
   await app.register(identity)

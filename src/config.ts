@@ -84,6 +84,7 @@ export const ConfigSchema = Type.Object({
   MAX_HOLDS_PER_USER: Int(4, 1, 10_000, 'Live holds a user may have per concert'),
   HOLD_COOLDOWN_MS: Int(30_000, 0, 86_400_000, 'How long after a hold lapsed its user must wait to hold that seat again'),
   CONCERT_CACHE_MS: Int(1000, 0, 60_000, 'How stale concert reads may be (0 disables the cache)'),
+  SEAT_MAP_CHECK_MS: Int(5, 0, 1000, 'A cached seat map or day list is served this long without asking Redis for its version (0: every request asks)'),
 
   MAX_CHARGE: Int(1_000_000, 1, 1_000_000_000, 'Largest single point charge'),
   MAX_BALANCE: Int(1_000_000_000, 1, 1_000_000_000_000, 'Largest balance a user may hold'),

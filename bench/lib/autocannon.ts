@@ -14,7 +14,7 @@ export type Context = Record<string, unknown>
 /** One request of the sequence every connection loops over, with fresh random ids each time. */
 export interface RequestStep {
   next: (context: Context) => HttpRequest
-  onResponse?: (status: number, body: string, context: Context) => void
+  onResponse?: (status: number, body: string, context: Context, headers: Record<string, string>) => void
 }
 
 export interface LoadOptions {
@@ -78,7 +78,10 @@ export function runLoad(options: LoadOptions): Promise<LoadResult> {
         timeout: timeoutS,
         requests: options.steps.map((step) => ({
           setupRequest: (request: autocannon.Request, context: object) => ({ ...request, ...toRaw(step.next(context as Context)) }),
-          onResponse: step.onResponse && ((status: number, body: string, context: object) => step.onResponse!(status, body, context as Context)),
+          onResponse:
+            step.onResponse &&
+            ((status: number, body: string, context: object, headers: autocannon.Request['headers']) =>
+              step.onResponse!(status, body, context as Context, (headers ?? {}) as Record<string, string>)),
         })),
       },
       (error, result) => {

@@ -47,9 +47,19 @@ export const steps = {
   charge: (fixture: Fixture): RequestStep => ({ next: () => ({ method: 'PATCH', path: '/point', json: { userId: randomUser(fixture), charge: 1000 } }) }),
   join: (fixture: Fixture): RequestStep => ({ next: () => ({ method: 'POST', path: '/concert/wait', json: { userId: randomUser(fixture) } }) }),
   seatMap: (fixture: Fixture): RequestStep => ({ next: () => get(`/concert/seats/${randomDetail(fixture)}`, auth(fixture, randomUser(fixture))) }),
-  hallSeatMap: (fixture: Fixture): RequestStep => ({
-    next: () => get(`/concert/seats/${fixture.hall.concertDetailId}`, auth(fixture, randomUser(fixture))),
+  hallSeatMap: (fixture: Fixture, view = 'full'): RequestStep => ({
+    next: () => get(`/concert/seats/${fixture.hall.concertDetailId}?view=${view}`, auth(fixture, randomUser(fixture))),
   }),
+  /** A poller that already has the hall's map: it sends back the ETag it last saw. */
+  hallSeatMapRevalidated: (fixture: Fixture): RequestStep => {
+    let etag: string | undefined
+    return {
+      next: () => get(`/concert/seats/${fixture.hall.concertDetailId}`, { ...auth(fixture, randomUser(fixture)), ...(etag && { 'if-none-match': etag }) }),
+      onResponse: (status, _body, _context, headers) => {
+        if (status === 200) etag = headers.etag
+      },
+    }
+  },
 }
 
 /** Every endpoint of the API, each with requests that carry random real ids and real tokens. */
@@ -67,10 +77,15 @@ export const endpoints: Endpoint[] = [
   {
     name: 'GET /concert/reservation/days/:concertId',
     expected: [],
+    hot: true,
     step: (fixture) => ({ next: () => get(`/concert/reservation/days/${fixture.concertId}`, auth(fixture, randomUser(fixture))) }),
   },
-  { name: 'GET /concert/seats/:concertDetailId', expected: [], step: steps.seatMap },
-  { name: 'GET /concert/seats/:concertDetailId', variant: 'large hall', expected: [], step: steps.hallSeatMap },
+  { name: 'GET /concert/seats/:concertDetailId', expected: [], hot: true, step: steps.seatMap },
+  { name: 'GET /concert/seats/:concertDetailId', variant: 'large hall', expected: [], hot: true, step: (fixture) => steps.hallSeatMap(fixture) },
+  // The thin reference has no views: it answers the full map to these, so compare them with hello only.
+  { name: 'GET /concert/seats/:concertDetailId', variant: 'large hall, ?view=available', expected: [], hot: true, step: (fixture) => steps.hallSeatMap(fixture, 'available') },
+  // 304s are not throughput (not 2xx): this row says how cheap revalidating an unchanged map is.
+  { name: 'GET /concert/seats/:concertDetailId', variant: 'large hall, If-None-Match', expected: [304], step: steps.hallSeatMapRevalidated },
   {
     name: 'PATCH /concert/seat',
     // Holds go to free hall seats; once those run out (a hall too small for the run), to taken ones.

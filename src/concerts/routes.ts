@@ -1,14 +1,16 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import type { Static } from '@sinclair/typebox'
+import type { FastifyReply, FastifyRequest } from 'fastify'
 import { AppError } from '../plugins/errors.js'
 import { createConcertRepository } from './repository.js'
 import { createTtlCache } from './ttl-cache.js'
-import { Concert, ConcertOption, DetailParams, SeatView, bookableDaysSchema, concertSchema, optionsSchema, seatsSchema } from './schemas.js'
+import type { EncodedBody } from './encoded.js'
+import { AvailableSeats, Concert, ConcertOption, SeatView, bookableDaysSchema, concertSchema, optionsSchema, seatsSchema } from './schemas.js'
 
 const concertRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.addSchema(Concert)
   app.addSchema(ConcertOption)
   app.addSchema(SeatView)
+  app.addSchema(AvailableSeats)
   const concerts = createConcertRepository(app.dbRead)
   // Browsing is the rush's hottest read; a short cache bounds staleness to CONCERT_CACHE_MS.
   const cachedConcert = createTtlCache<number, Awaited<ReturnType<typeof concerts.concert>>>(app.config.CONCERT_CACHE_MS)
@@ -32,28 +34,34 @@ const concertRoutes: FastifyPluginAsyncTypebox = async (app) => {
     return options
   })
 
-  app.get('/concert/reservation/days/:concertId', { schema: bookableDaysSchema, preHandler: app.requireActive }, async (request) => {
+  // Pollers send back the ETag they hold: an unchanged answer costs a 304 and no body.
+  const sendEncoded = (request: FastifyRequest, reply: FastifyReply, { bytes, etag }: EncodedBody) => {
+    reply.header('etag', etag).header('cache-control', 'private, no-cache')
+    if (sameEtag(request.headers['if-none-match'], etag)) return reply.code(304).send()
+    return reply.type('application/json; charset=utf-8').send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength))
+  }
+
+  app.get('/concert/reservation/days/:concertId', { schema: bookableDaysSchema, preHandler: app.requireActive }, async (request, reply) => {
     const { concertId } = request.params
-    // Live counts: the active user is about to pick a day, so no cache here.
-    const options = await concerts.options(concertId)
-    if (!options) throw notFound(concertId)
-    const now = Date.now()
-    return options.filter((option) => option.availableSeats > 0 && Date.parse(option.date) > now)
+    const days = await app.seatMaps.bookableDays(concertId)
+    if (!days) throw notFound(concertId)
+    return sendEncoded(request, reply, days)
   })
 
-  // The reply may be the pool's JSON bytes, sent as they are, so the schema's reply type is widened.
-  type SeatMapRoute = { Params: Static<typeof DetailParams>; Reply: SeatView[] | Buffer }
-  app.get<SeatMapRoute>('/concert/seats/:concertDetailId', { schema: seatsSchema, preHandler: app.requireActive }, async (request, reply) => {
+  app.get('/concert/seats/:concertDetailId', { schema: seatsSchema, preHandler: app.requireActive }, async (request, reply) => {
     const { concertDetailId } = request.params
-    if ((await app.serializer.seatMapBuilder(concertDetailId)) === 'worker') {
-      // Already serialized with this route's response schema, off the event loop (SERIALIZER).
-      const json = await app.serializer.seatMapJson(concertDetailId)
-      if (!json) throw detailNotFound(concertDetailId)
-      return reply.type('application/json; charset=utf-8').send(json)
-    }
-    const seats = await concerts.seats(concertDetailId)
-    if (!seats) throw detailNotFound(concertDetailId)
-    return seats
+    const seatMap = await app.seatMaps.seatMap(concertDetailId)
+    if (!seatMap) throw detailNotFound(concertDetailId)
+    return sendEncoded(request, reply, seatMap[request.query.view])
+  })
+}
+
+/** If-None-Match names this ETag (or is `*`); weak forms match too, as RFC 9110 asks for GET. */
+function sameEtag(ifNoneMatch: string | undefined, etag: string): boolean {
+  if (!ifNoneMatch) return false
+  return ifNoneMatch.split(',').some((candidate) => {
+    const tag = candidate.trim()
+    return tag === '*' || tag === etag || tag === `W/${etag}`
   })
 }
 

@@ -28,8 +28,33 @@ export const SeatView = Type.Object(
 )
 export type SeatView = Static<typeof SeatView>
 
+/** Only the seat numbers still free, for clients that poll a large hall (`?view=available`). */
+export const AvailableSeats = Type.Object(
+  {
+    concertDetailId: Type.Integer(),
+    totalSeats: Type.Integer({ description: 'Seats of the option, free or not' }),
+    available: Type.Array(Type.Integer(), { description: 'Numbers of the seats free to hold, ascending' }),
+  },
+  { $id: 'AvailableSeats', title: 'AvailableSeats' },
+)
+export type AvailableSeats = Static<typeof AvailableSeats>
+
+export const SeatMapQuery = Type.Object({
+  view: Type.Union([Type.Literal('full'), Type.Literal('available')], {
+    default: 'full',
+    description: 'full: every seat with its status; available: only the free seat numbers',
+  }),
+})
+export type SeatMapView = Static<typeof SeatMapQuery>['view']
+
+/** The full seat map: every seat of the option in seat order. */
+export const SeatMap = Type.Array(Type.Ref('SeatView'))
+/** A concert's dated options. */
+export const ConcertOptions = Type.Array(Type.Ref('ConcertOption'))
+
 const security = [{ queueToken: [] }]
-const options = Type.Array(Type.Ref('ConcertOption'))
+const notModified = Type.Null({ description: 'Unchanged since the ETag sent in If-None-Match' })
+const pollHeaders = Type.Object({ 'if-none-match': Type.Optional(Type.String({ description: 'The ETag of the copy the client has' })) })
 
 export const concertSchema = {
   tags: ['concerts'],
@@ -42,21 +67,24 @@ export const optionsSchema = {
   tags: ['concerts'],
   summary: "A concert's dated options with seat counts (cached for at most CONCERT_CACHE_MS)",
   params: ConcertParams,
-  response: { 200: options, ...errorResponses(400, 404) },
+  response: { 200: ConcertOptions, ...errorResponses(400, 404) },
 }
 
 export const bookableDaysSchema = {
   tags: ['concerts'],
-  summary: 'Dated options that still have free seats (active users only)',
+  summary: 'Dated options that still have free seats (active users only; ETag, 304 when unchanged)',
   security,
   params: ConcertParams,
-  response: { 200: options, ...errorResponses(400, 401, 403, 404) },
+  headers: pollHeaders,
+  response: { 200: ConcertOptions, 304: notModified, ...errorResponses(400, 401, 403, 404) },
 }
 
 export const seatsSchema = {
   tags: ['concerts'],
-  summary: 'The seat map of one dated option (active users only)',
+  summary: 'The seat map of one dated option (active users only; ETag, 304 when unchanged)',
   security,
   params: DetailParams,
-  response: { 200: Type.Array(Type.Ref('SeatView')), ...errorResponses(400, 401, 403, 404) },
+  querystring: SeatMapQuery,
+  headers: pollHeaders,
+  response: { 200: Type.Union([SeatMap, Type.Ref('AvailableSeats')]), 304: notModified, ...errorResponses(400, 401, 403, 404) },
 }

@@ -3,10 +3,11 @@ import { Piscina } from 'piscina'
 import { extname } from 'node:path'
 import { createTtlCache } from './ttl-cache.js'
 import type { SeatMapTask, SeatMapWorkerData } from './seat-map-worker.js'
+import type { EncodedSeatMap } from './encoded.js'
 
 export type SeatMapBuilder = 'inline' | 'worker'
 
-export type SeatMapPool = Piscina<SeatMapTask, Uint8Array | null>
+export type SeatMapPool = Piscina<SeatMapTask, EncodedSeatMap | null>
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -15,8 +16,8 @@ declare module 'fastify' {
       pool: SeatMapPool | undefined
       /** Where this option's seat map is built: always in the pool (worker), never (inline), or by its size (auto). */
       seatMapBuilder: (concertDetailId: number) => Promise<SeatMapBuilder>
-      /** The seat map queried and serialized by a pool thread, as the response bytes; undefined when the option does not exist. */
-      seatMapJson: (concertDetailId: number) => Promise<Buffer | undefined>
+      /** The seat map queried and serialized by a pool thread; undefined when the option does not exist. */
+      encodedSeatMap: (concertDetailId: number) => Promise<EncodedSeatMap | undefined>
     }
   }
 }
@@ -77,15 +78,15 @@ export default fp(
         const seats = await seatCount(concertDetailId, () => totalSeats(concertDetailId))
         return seats >= config.SERIALIZER_THRESHOLD_SEATS ? 'worker' : 'inline'
       },
-      async seatMapJson(concertDetailId: number): Promise<Buffer | undefined> {
+      async encodedSeatMap(concertDetailId: number): Promise<EncodedSeatMap | undefined> {
         if (config.SERIALIZER === 'inline') throw new Error('SERIALIZER=inline builds every seat map on the event loop')
-        const json = await startedPool()
+        const encoded = await startedPool()
           .run({ concertDetailId })
           .catch((error: Error) => {
             // The thread sends the MySQL error's code in its cause; the error handler reads it here.
             throw Object.assign(error, error.cause)
           })
-        return json ? Buffer.from(json.buffer, json.byteOffset, json.byteLength) : undefined
+        return encoded ?? undefined
       },
     })
   },

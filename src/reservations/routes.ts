@@ -22,6 +22,7 @@ const reservationRoutes: FastifyPluginAsyncTypebox = async (app) => {
     const hold = await reservations.hold({ userId, concertDetailId, seatNo }, holdRules)
     request.log.info({ userId, concertDetailId, seatNo, reservationId: hold.reservationId }, 'seat held')
     app.metrics.holds.inc()
+    await app.seatMaps.invalidate(concertDetailId)
     return hold
   })
 
@@ -54,6 +55,7 @@ const reservationRoutes: FastifyPluginAsyncTypebox = async (app) => {
       return result
     })
     if (paid) app.metrics.payments.inc()
+    if (paid) await app.seatMaps.invalidate(concertDetailId)
     request.log.info({ ...ref, ...payment }, 'reservation paid')
     // Once no hold is left to pay for, free the slot so the next user in line can be admitted.
     await releaseSlotWhenDone(userId).catch((error) => request.log.warn({ err: error, userId }, 'could not release queue slot'))

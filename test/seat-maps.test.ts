@@ -1,0 +1,189 @@
+import t from 'tap'
+import type { Test } from 'tap'
+import { buildApp } from '../src/app.js'
+import type { Config } from '../src/config.js'
+import { SEED_CONCERT_ID } from '../src/db/seed.js'
+import { listen, prepareTestData, testConfig } from './helpers/app.js'
+import { addHall, addHallConcert, HALL_CONCERT_ID } from './helpers/halls.js'
+import { bearer, send } from './helpers/http.js'
+import { eachConcurrently, range } from './helpers/lists.js'
+import { OPEN_QUEUE, activeTokens } from './helpers/queue.js'
+import { waitFor } from './helpers/wait.js'
+
+/** Two app instances on one database and one Redis, as two workers or two hosts are. */
+async function twoInstances(t: Test, overrides: Record<string, string | number | boolean>) {
+  const config = testConfig({ ...OPEN_QUEUE, ...overrides })
+  const db = await prepareTestData(t, config)
+  const urls: string[] = []
+  for (let i = 0; i < 2; i++) {
+    const app = await buildApp(config, { logger: false })
+    t.teardown(() => app.close())
+    urls.push(await listen(app))
+  }
+  return { config, db, urls }
+}
+
+const seatMap = (url: string, concertDetailId: number, token: string, headers: Record<string, string> = {}, view = 'full') =>
+  send(url, 'GET', `/concert/seats/${concertDetailId}?view=${view}`, { headers: { ...bearer(token), ...headers } })
+
+const hold = (url: string, token: string, userId: number, concertDetailId: number, seatNo: number) =>
+  send(url, 'PATCH', '/concert/seat', { headers: bearer(token), body: { userId, concertDetailId, seatNo } })
+
+/** The seat numbers an answer shows free, from either view. */
+function freeSeats(body: unknown): number[] {
+  if (Array.isArray(body)) return body.filter((seat) => seat.status === 'AVAILABLE').map((seat) => seat.seatNo)
+  return (body as { available: number[] }).available
+}
+
+t.test('holds and payments through two instances: no seat map shows a taken seat free later than SEAT_MAP_CHECK_MS after it was taken', async (t) => {
+  const checkMs = 25
+  const { db, urls } = await twoInstances(t, { SEAT_MAP_CHECK_MS: checkMs, HOLD_TTL_MS: 600_000 })
+  const seats = 240
+  const hall = await addHall(db, SEED_CONCERT_ID, seats, 1000)
+  const bookers = range(1, 60)
+  const pollers = range(61, 4)
+  const tokens = await activeTokens(urls[0]!, [...bookers, ...pollers], { timeoutMs: 30_000 })
+  const tokenOf = (userId: number) => tokens[userId - 1]!
+  const via = (i: number) => urls[i % 2]!
+
+  // When each seat was taken, as the taker saw it answered: the bump was done by then.
+  const takenAt = new Map<number, number>()
+  let booking = true
+  let polls = 0
+  let staleWithinBound = 0
+  const late: string[] = []
+  const poll = async (userId: number) => {
+    for (let i = 0; booking; i++) {
+      const sentAt = Date.now()
+      const answer = await seatMap(via(userId + i), hall, tokenOf(userId), {}, i % 2 ? 'available' : 'full')
+      if (answer.status !== 200) throw new Error(`seat map answered ${answer.status}`)
+      polls++
+      for (const seatNo of freeSeats(answer.body)) {
+        const taken = takenAt.get(seatNo)
+        if (taken === undefined || taken > sentAt) continue
+        if (taken < sentAt - checkMs) late.push(`seat ${seatNo} taken ${sentAt - taken} ms before a map that showed it free`)
+        else staleWithinBound++
+      }
+    }
+  }
+  const book = async (userId: number) => {
+    // Three holds each, then one of them paid: seats go HELD and SOLD while the maps are read.
+    const mine = range((userId - 1) * 4 + 1, 3)
+    for (const [i, seatNo] of mine.entries()) {
+      const answer = await hold(via(userId + i), tokenOf(userId), userId, hall, seatNo)
+      if (answer.status !== 200) throw new Error(`hold of seat ${seatNo} answered ${answer.status} ${JSON.stringify(answer.body)}`)
+      takenAt.set(seatNo, Date.now())
+    }
+    const paid = await send(via(userId + 1), 'POST', '/concert/reservation/days', { headers: bearer(tokenOf(userId)), body: { userId, concertDetailId: hall, seatNo: mine[0] } })
+    if (paid.status !== 200) throw new Error(`payment answered ${paid.status} ${JSON.stringify(paid.body)}`)
+  }
+  const polling = Promise.all(pollers.map(poll))
+  try {
+    await eachConcurrently(bookers, 20, book)
+  } finally {
+    booking = false
+    await polling
+  }
+
+  t.equal(takenAt.size, bookers.length * 3, 'every hold went through')
+  t.ok(polls >= 20, `${polls} seat maps read while seats were being taken`)
+  t.same(late, [], 'no map showed a seat free longer than the bound after it was taken')
+  t.comment(`${staleWithinBound} free-looking seats were taken less than ${checkMs} ms before the map was asked for`)
+  for (const url of urls) {
+    const final = await seatMap(url, hall, tokenOf(pollers[0]!))
+    t.same(freeSeats(final.body).filter((seatNo) => takenAt.has(seatNo)), [], 'afterwards both instances show every taken seat taken')
+    t.equal(final.body.filter((seat: { status: string }) => seat.status === 'SOLD').length, bookers.length, 'one seat sold per booker')
+  }
+})
+
+t.test('an unchanged seat map answers 304 to its ETag on either instance; a hold on the other changes it at once with SEAT_MAP_CHECK_MS=0', async (t) => {
+  const { db, urls } = await twoInstances(t, { SEAT_MAP_CHECK_MS: 0 })
+  const [a, b] = urls as [string, string]
+  const hall = await addHall(db, SEED_CONCERT_ID, 30)
+  const [poller, holder] = await activeTokens(a, [1, 2])
+
+  const first = await seatMap(a, hall, poller!)
+  t.equal(first.status, 200)
+  const etag = first.headers.etag!
+  t.match(etag, /^"[A-Za-z0-9_-]+"$/, 'a strong ETag')
+  t.equal(first.headers['cache-control'], 'private, no-cache', 'clients revalidate before reuse')
+  const again = await seatMap(b, hall, poller!, { 'if-none-match': etag })
+  t.equal(again.status, 304, 'the other instance built the same bytes: 304')
+  t.equal(again.body, '', 'a 304 has no body')
+  t.equal((await seatMap(b, hall, poller!, { 'if-none-match': `"other", W/${etag}` })).status, 304, 'a list and a weak form match too')
+
+  t.equal((await hold(b, holder!, 2, hall, 7)).status, 200)
+  const changed = await seatMap(a, hall, poller!, { 'if-none-match': etag })
+  t.equal(changed.status, 200, 'after a hold through the other instance the old ETag no longer matches')
+  t.not(changed.headers.etag, etag, 'a new ETag')
+  t.same(changed.body[6], { seatNo: 7, status: 'HELD' }, 'the hold shows')
+})
+
+t.test('?view=available answers only the free seat numbers; another view is a 400', async (t) => {
+  const { db, urls } = await twoInstances(t, { SEAT_MAP_CHECK_MS: 0 })
+  const [a, b] = urls as [string, string]
+  const hall = await addHall(db, SEED_CONCERT_ID, 10)
+  const [userToken] = await activeTokens(a, [3])
+  t.equal((await hold(b, userToken!, 3, hall, 4)).status, 200)
+
+  const compact = await seatMap(a, hall, userToken!, {}, 'available')
+  t.equal(compact.status, 200)
+  t.same(compact.body, { concertDetailId: hall, totalSeats: 10, available: [1, 2, 3, 5, 6, 7, 8, 9, 10] })
+  const full = await seatMap(a, hall, userToken!)
+  t.not(compact.headers.etag, full.headers.etag, 'each view has its own ETag')
+  const bad = await seatMap(a, hall, userToken!, {}, 'bitmap')
+  t.equal(bad.status, 400)
+  t.equal(bad.body.code, 'VALIDATION_FAILED')
+})
+
+t.test('the bookable days drop a sold-out day as soon as its last seat is held, on the other instance too', async (t) => {
+  const { db, urls } = await twoInstances(t, { SEAT_MAP_CHECK_MS: 0 })
+  const [a, b] = urls as [string, string]
+  await addHallConcert(db)
+  const lastSeat = await addHall(db, HALL_CONCERT_ID, 1)
+  const roomy = await addHall(db, HALL_CONCERT_ID, 5)
+  const [userToken] = await activeTokens(a, [4])
+  const days = async (url: string, headers: Record<string, string> = {}) =>
+    send(url, 'GET', `/concert/reservation/days/${HALL_CONCERT_ID}`, { headers: { ...bearer(userToken!), ...headers } })
+
+  const before = await days(a)
+  t.same(before.body.map((day: { concertDetailId: number }) => day.concertDetailId), [lastSeat, roomy], 'both days bookable')
+  t.equal((await days(b, { 'if-none-match': before.headers.etag! })).status, 304, 'unchanged: 304')
+  t.equal((await hold(b, userToken!, 4, lastSeat, 1)).status, 200)
+  const after = await days(a, { 'if-none-match': before.headers.etag! })
+  t.equal(after.status, 200)
+  t.same(after.body.map((day: { concertDetailId: number }) => day.concertDetailId), [roomy], 'the sold-out day is gone')
+  t.equal((await days(a)).status, 200)
+  t.equal((await send(a, 'GET', '/concert/reservation/days/999', { headers: bearer(userToken!) })).status, 404)
+})
+
+t.test('a lapsing hold frees its seat in the cached map and days by itself, with no bump', async (t) => {
+  // A cache that lived its full CONCERT_CACHE_MS would still show the seat held when the wait gives up.
+  const { db, urls } = await twoInstances(t, { HOLD_TTL_MS: 400, CONCERT_CACHE_MS: 60_000 })
+  const [a] = urls as [string, string]
+  await addHallConcert(db)
+  const hall = await addHall(db, HALL_CONCERT_ID, 1)
+  const [userToken] = await activeTokens(a, [5])
+  t.equal((await hold(a, userToken!, 5, hall, 1)).status, 200)
+  t.same((await seatMap(a, hall, userToken!)).body, [{ seatNo: 1, status: 'HELD' }], 'held while the hold runs')
+  const heldAt = Date.now()
+  await waitFor('the lapsed hold to show free', async () => freeSeats((await seatMap(a, hall, userToken!)).body).includes(1), { timeoutMs: 10_000 })
+  t.ok(Date.now() - heldAt < 10_000, `shown free ${Date.now() - heldAt} ms after the map showed it held`)
+  const days = await send(a, 'GET', `/concert/reservation/days/${HALL_CONCERT_ID}`, { headers: bearer(userToken!) })
+  t.same(days.body.map((day: { concertDetailId: number }) => day.concertDetailId), [hall], 'the day is bookable again')
+})
+
+t.test('a change made behind the cache (SQL, no bump) stays unseen until CONCERT_CACHE_MS: the map really is cached', async (t) => {
+  const cacheMs = 3000
+  const { config, db, urls } = await twoInstances(t, { CONCERT_CACHE_MS: cacheMs, SEAT_MAP_CHECK_MS: 0 })
+  const [a] = urls as [string, string]
+  const hall = await addHall(db, SEED_CONCERT_ID, 3)
+  const [userToken] = await activeTokens(a, [6])
+  const builtBefore = Date.now()
+  t.same(freeSeats((await seatMap(a, hall, userToken!)).body), [1, 2, 3])
+  await db.updateTable('seats').set({ status: 'SOLD', user_id: 6 }).where('concert_detail_id', '=', hall).where('seat_no', '=', 2).execute()
+  const cached = freeSeats((await seatMap(a, hall, userToken!)).body)
+  if (Date.now() - builtBefore < cacheMs) t.same(cached, [1, 2, 3], 'still the cached bytes: nothing bumped the version')
+  await waitFor('the age limit to end the cached map', async () => !freeSeats((await seatMap(a, hall, userToken!)).body).includes(2), { timeoutMs: cacheMs + 10_000 })
+  t.pass(`seen after the age limit of ${(config as Config).CONCERT_CACHE_MS} ms`)
+})
