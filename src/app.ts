@@ -15,6 +15,8 @@ import auth from './plugins/auth.js'
 import metrics from './plugins/metrics.js'
 import rateLimit from './plugins/rate-limit.js'
 import queue from './queue/plugin.js'
+import detailConcerts from './concerts/detail-concerts.js'
+import adminRoutes from './admin/routes.js'
 import healthRoutes from './health/routes.js'
 import pointRoutes from './points/routes.js'
 import concertRoutes from './concerts/routes.js'
@@ -87,6 +89,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   await app.register(idempotency)
   await app.register(serializer)
   await app.register(queue)
+  await app.register(detailConcerts)
   await app.register(auth)
   // After the queue it gauges, before the routes it times and limits.
   await app.register(metrics, { clusterMetrics: options.clusterMetrics })
@@ -97,6 +100,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   await app.register(concertRoutes)
   await app.register(queueRoutes)
   await app.register(reservationRoutes)
+  await app.register(adminRoutes)
 
   await app.ready()
   return app

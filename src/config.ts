@@ -46,10 +46,15 @@ export const ConfigSchema = Type.Object({
   ),
   TOKEN_TTL_S: Int(3600, 1, 86400 * 7, 'Lifetime of a queue token'),
 
-  MAX_ACTIVE: Int(100, 1, 1_000_000, 'Users allowed into the booking pages at once'),
-  ADMIT_BATCH: Int(10, 1, 100_000, 'Users admitted per tick'),
-  ADMIT_INTERVAL_MS: Int(1000, 10, 600_000, 'Tick length of the admitter'),
+  MAX_ACTIVE: Int(100, 1, 1_000_000, 'Users of one concert allowed into the booking pages at once (default of each queue)'),
+  ADMIT_BATCH: Int(10, 1, 100_000, 'Users admitted per tick (default of each concert\'s queue)'),
+  ADMIT_INTERVAL_MS: Int(1000, 10, 600_000, 'Tick length of the admitter (default of each concert\'s queue)'),
   ACTIVE_TTL_MS: Int(300_000, 1000, 86_400_000, 'An active user idle this long loses the slot (sliding)'),
+  ACTIVE_MAX_MS: Int(900_000, 100, 86_400_000, 'An admitted user loses the slot this long after admission, however active'),
+  WAITING_TTL_MS: Int(120_000, 100, 86_400_000, 'A waiter who neither polls GET /concert/wait nor joins again for this long loses the place'),
+  ADMIN_TOKEN: Type.Optional(
+    Type.String({ minLength: 16, description: 'Bearer token of the /admin routes; unset, they answer 404' }),
+  ),
   HOLD_TTL_MS: Int(300_000, 100, 86_400_000, 'How long a held seat stays reserved before it frees'),
   CONCERT_CACHE_MS: Int(1000, 0, 60_000, 'How stale concert reads may be (0 disables the cache)'),
 

@@ -6,8 +6,8 @@ import type { Concert, ConcertOption, SeatView } from './schemas.js'
 export function createConcertRepository(db: Kysely<Database>) {
   return {
     async concert(concertId: number): Promise<Concert | undefined> {
-      const row = await db.selectFrom('concerts').select(['id', 'title', 'artist', 'venue']).where('id', '=', concertId).executeTakeFirst()
-      return row && { concertId: row.id, title: row.title, artist: row.artist, venue: row.venue }
+      const row = await db.selectFrom('concerts').select(['id', 'title', 'artist', 'venue', 'sale_opens_at']).where('id', '=', concertId).executeTakeFirst()
+      return row && { concertId: row.id, title: row.title, artist: row.artist, venue: row.venue, saleOpensAt: row.sale_opens_at.toISOString() }
     },
 
     /** The concert's dated options with live seat counts; undefined when the concert does not exist. */

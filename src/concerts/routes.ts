@@ -1,9 +1,10 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { Static } from '@sinclair/typebox'
+import type { FastifyRequest } from 'fastify'
 import { AppError } from '../plugins/errors.js'
 import { createConcertRepository } from './repository.js'
 import { createTtlCache } from './ttl-cache.js'
-import { Concert, ConcertOption, DetailParams, SeatView, bookableDaysSchema, concertSchema, optionsSchema, seatsSchema } from './schemas.js'
+import { Concert, ConcertOption, ConcertParams, DetailParams, SeatView, bookableDaysSchema, concertSchema, optionsSchema, seatsSchema } from './schemas.js'
 
 const concertRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.addSchema(Concert)
@@ -32,7 +33,17 @@ const concertRoutes: FastifyPluginAsyncTypebox = async (app) => {
     return options
   })
 
-  app.get('/concert/reservation/days/:concertId', { schema: bookableDaysSchema, preHandler: app.requireActive }, async (request) => {
+  // The booking pages need the caller active in the queue of the concert they show.
+  const activeInConcert = app.requireActiveIn(async (request) => {
+    const { concertId } = request.params as Static<typeof ConcertParams>
+    if (!(await app.queueCatalog.knowsConcert(concertId))) throw notFound(concertId)
+    return concertId
+  })
+  const activeInDetailsConcert = app.requireActiveIn((request: FastifyRequest) =>
+    app.concertOfDetail((request.params as Static<typeof DetailParams>).concertDetailId),
+  )
+
+  app.get('/concert/reservation/days/:concertId', { schema: bookableDaysSchema, preHandler: activeInConcert }, async (request) => {
     const { concertId } = request.params
     // Live counts: the active user is about to pick a day, so no cache here.
     const options = await concerts.options(concertId)
@@ -43,7 +54,7 @@ const concertRoutes: FastifyPluginAsyncTypebox = async (app) => {
 
   // The reply may be the pool's JSON bytes, sent as they are, so the schema's reply type is widened.
   type SeatMapRoute = { Params: Static<typeof DetailParams>; Reply: SeatView[] | Buffer }
-  app.get<SeatMapRoute>('/concert/seats/:concertDetailId', { schema: seatsSchema, preHandler: app.requireActive }, async (request, reply) => {
+  app.get<SeatMapRoute>('/concert/seats/:concertDetailId', { schema: seatsSchema, preHandler: activeInDetailsConcert }, async (request, reply) => {
     const { concertDetailId } = request.params
     if ((await app.serializer.seatMapBuilder(concertDetailId)) === 'worker') {
       // Already serialized with this route's response schema, off the event loop (SERIALIZER).

@@ -2,6 +2,7 @@ import { Migrator, type Kysely, type Migration, type MigrationProvider, type NoM
 import * as initialSchema from './migrations/0001-initial-schema.js'
 import * as reservationsBySeat from './migrations/0002-reservations-by-seat.js'
 import * as dropReservationsBySeat from './migrations/0003-drop-reservations-by-seat.js'
+import * as concertSaleOpensAt from './migrations/0004-concert-sale-opens-at.js'
 
 // Listed in code rather than read from a folder, so the same list works from src/ and dist/.
 // Append-only: a migration that shipped is undone by a later one, never deleted, because Kysely
@@ -10,6 +11,7 @@ export const migrations: Record<string, Migration> = {
   '0001-initial-schema': initialSchema,
   '0002-reservations-by-seat': reservationsBySeat,
   '0003-drop-reservations-by-seat': dropReservationsBySeat,
+  '0004-concert-sale-opens-at': concertSaleOpensAt,
 }
 
 const provider: MigrationProvider = { getMigrations: async () => migrations }

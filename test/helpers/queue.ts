@@ -8,7 +8,32 @@ export const OPEN_QUEUE = { MAX_ACTIVE: 10_000, ADMIT_BATCH: 10_000, ADMIT_INTER
 /** How the requests go out: `send`, or a sender that records them; undefined is an answer lost. */
 export type Sender = (baseUrl: string, method: string, path: string, options: SendOptions) => Promise<Reply | undefined>
 
+export interface JoinOptions {
+  /** The concert whose queue to join; the server's default (concert 1) when absent. */
+  concertId?: number
+  /** Extra body fields (the report's `@class` tag, or junk for a test of refusals). */
+  body?: Record<string, unknown>
+  timeoutMs?: number
+}
+
+/**
+ * The join request for `userId`: the one place the tests and the lab build it, so a change of
+ * the join's credentials is one edit. For `send`, a recording sender, or `app.inject`.
+ */
+export function joinRequest(userId: number, { concertId, body, timeoutMs }: JoinOptions = {}) {
+  const payload = { userId, ...(concertId === undefined ? {} : { concertId }), ...body }
+  return { method: 'POST', path: '/concert/wait', options: { body: payload, timeoutMs } satisfies SendOptions }
+}
+
+/** POST /concert/wait as `userId` (see `joinRequest`). */
+export function joinQueue(baseUrl: string, userId: number, options: JoinOptions = {}): Promise<Reply> {
+  const { method, path, options: sendOptions } = joinRequest(userId, options)
+  return send(baseUrl, method, path, sendOptions)
+}
+
 export interface AdmitOptions {
+  /** The concert whose queue to join (default: the server's default, concert 1). */
+  concertId?: number
   /** Give up this long from now (default 10 s)... */
   timeoutMs?: number
   /** ... or at this time, when the caller has a deadline of its own. */
@@ -24,18 +49,19 @@ export interface AdmitOptions {
  * a user the queue forgot (Redis restarted) joins again. Any other refusal throws.
  */
 export async function activeTokens(baseUrl: string, userIds: number[], options: AdmitOptions = {}): Promise<string[]> {
-  const { via = send, concurrency = 32 } = options
+  const { via = send, concurrency = 32, concertId } = options
   const deadline = options.deadline ?? Date.now() + (options.timeoutMs ?? 10_000)
-  const ask = async (userId: number, method: string, path: string, sendOptions: SendOptions): Promise<Reply> => {
+  const ask = async (userId: number, method: string, path: string, call: () => Promise<Reply | undefined>): Promise<Reply> => {
     for (;;) {
-      const reply = await via(baseUrl, method, path, sendOptions)
+      const reply = await call()
       if (reply !== undefined && reply.status !== 503) return reply
       if (Date.now() > deadline) throw new Error(`user ${userId}: ${method} ${path} still ${reply ? `answered ${reply.status}` : 'unanswered'} at the deadline`)
       await delay(50)
     }
   }
   const join = async (userId: number): Promise<{ token: string; status: string }> => {
-    const joined = await ask(userId, 'POST', '/concert/wait', { body: { userId } })
+    const { method, path, options: sendOptions } = joinRequest(userId, { concertId })
+    const joined = await ask(userId, method, path, () => via(baseUrl, method, path, sendOptions))
     if (joined.status !== 200) throw new Error(`user ${userId} could not join the queue: ${joined.status} ${JSON.stringify(joined.body)}`)
     return joined.body
   }
@@ -44,7 +70,7 @@ export async function activeTokens(baseUrl: string, userIds: number[], options: 
     while (status !== 'ACTIVE') {
       if (Date.now() > deadline) throw new Error(`user ${userId} was not admitted before the deadline`)
       await delay(20)
-      const standing = await ask(userId, 'GET', '/concert/wait', { headers: bearer(token) })
+      const standing = await ask(userId, 'GET', '/concert/wait', () => via(baseUrl, 'GET', '/concert/wait', { headers: bearer(token) }))
       if (standing.status === 404) ({ token, status } = await join(userId))
       else if (standing.status === 200) status = standing.body.status
       else throw new Error(`user ${userId} waiting in the queue: ${standing.status} ${JSON.stringify(standing.body)}`)
