@@ -84,3 +84,11 @@ export async function activeToken(baseUrl: string, userId: number, options: Admi
   const [token] = await activeTokens(baseUrl, [userId], options)
   return token!
 }
+
+/** An ADMIN_TOKEN for tests of the operator's controls. */
+export const TEST_ADMIN_TOKEN = 'test-admin-token-0123456789abcdef'
+
+/** PATCH /admin/queues/:concertId as the operator: a live change of one concert's queue. */
+export function changeQueue(baseUrl: string, concertId: number, change: Record<string, unknown>, adminToken = TEST_ADMIN_TOKEN): Promise<Reply> {
+  return send(baseUrl, 'PATCH', `/admin/queues/${concertId}`, { body: change, headers: bearer(adminToken) })
+}
