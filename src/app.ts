@@ -17,6 +17,8 @@ import identity from './plugins/identity.js'
 import metrics from './plugins/metrics.js'
 import rateLimit from './plugins/rate-limit.js'
 import queue from './queue/plugin.js'
+import detailConcerts from './concerts/detail-concerts.js'
+import adminRoutes from './admin/routes.js'
 import healthRoutes from './health/routes.js'
 import pointRoutes from './points/routes.js'
 import concertRoutes from './concerts/routes.js'
@@ -125,6 +127,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   await app.register(serializer)
   await app.register(seatMaps)
   await app.register(queue)
+  await app.register(detailConcerts)
   await app.register(auth)
   await app.register(identity)
   // After the queue it gauges, before the routes it times and limits.
@@ -136,6 +139,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   await app.register(concertRoutes)
   await app.register(queueRoutes)
   await app.register(reservationRoutes)
+  await app.register(adminRoutes)
 
   await app.ready()
   return app

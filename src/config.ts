@@ -76,10 +76,15 @@ export const ConfigSchema = Type.Object({
     description: 'Fastify trustProxy: false, true, a hop count, or proxy addresses/CIDRs; the client address rate limits key on',
   }),
 
-  MAX_ACTIVE: Int(100, 1, 1_000_000, 'Users allowed into the booking pages at once'),
-  ADMIT_BATCH: Int(10, 1, 100_000, 'Users admitted per tick'),
-  ADMIT_INTERVAL_MS: Int(1000, 10, 600_000, 'Tick length of the admitter'),
+  MAX_ACTIVE: Int(100, 1, 1_000_000, 'Users of one concert allowed into the booking pages at once (default of each queue)'),
+  ADMIT_BATCH: Int(10, 1, 100_000, 'Users admitted per tick (default of each concert\'s queue)'),
+  ADMIT_INTERVAL_MS: Int(1000, 10, 600_000, 'Tick length of the admitter (default of each concert\'s queue)'),
   ACTIVE_TTL_MS: Int(300_000, 1000, 86_400_000, 'An active user idle this long loses the slot (sliding)'),
+  ACTIVE_MAX_MS: Int(900_000, 100, 86_400_000, 'An admitted user loses the slot this long after admission, however active'),
+  WAITING_TTL_MS: Int(120_000, 100, 86_400_000, 'A waiter who neither polls GET /concert/wait nor joins again for this long loses the place'),
+  ADMIN_TOKEN: Type.Optional(
+    Type.String({ minLength: 16, description: 'Bearer token of the /admin routes; unset, they answer 404' }),
+  ),
   HOLD_TTL_MS: Int(300_000, 100, 86_400_000, 'How long a held seat stays reserved before it frees'),
   MAX_HOLDS_PER_USER: Int(4, 1, 10_000, 'Live holds a user may have per concert'),
   HOLD_COOLDOWN_MS: Int(30_000, 0, 86_400_000, 'How long after a hold lapsed its user must wait to hold that seat again'),

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { buildTestApp, listen } from './helpers/app.js'
-import { OPEN_QUEUE, activeToken } from './helpers/queue.js'
+import { OPEN_QUEUE, activeToken, joinQueue } from './helpers/queue.js'
 import { bearer, send } from './helpers/http.js'
 import { jwtPart, signJwt } from './helpers/jwt.js'
 import { waitFor } from './helpers/wait.js'
@@ -58,7 +58,7 @@ t.test('only a genuine, unexpired queue token opens the booking pages, and only 
 t.test('AUTH_MODE=user-id accepts the bare user id the original scripts send', async (t) => {
   const { app } = await buildTestApp(t, { ...OPEN_QUEUE, AUTH_MODE: 'user-id' })
   const base = await listen(app)
-  const joined = await send(base, 'POST', '/concert/wait', { body: { userId: 8, '@class': 'queueReq' } })
+  const joined = await joinQueue(base, 8, { body: { '@class': 'queueReq' } })
   t.equal(joined.status, 200)
   await activeToken(base, 8)
   const days = await send(base, 'GET', '/concert/reservation/days/1', { headers: { authorization: '8' } })

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { buildTestApp, listen } from './helpers/app.js'
-import { OPEN_QUEUE, activeToken } from './helpers/queue.js'
+import { OPEN_QUEUE, activeToken, joinQueue } from './helpers/queue.js'
 import { ledgerMismatches } from './helpers/invariants.js'
 import { bearer, send } from './helpers/http.js'
 import { waitFor } from './helpers/wait.js'
@@ -10,14 +10,15 @@ t.test('one user books a seat end to end through HTTP', async (t) => {
   const base = await listen(app)
   const userId = 11
 
-  const joined = await send(base, 'POST', '/concert/wait', { body: { userId, '@class': 'queueReq' } })
+  const joined = await joinQueue(base, userId, { body: { '@class': 'queueReq' } })
   t.equal(joined.status, 200)
   t.match(joined.body, { token: String, status: /^(WAITING|ACTIVE)$/, position: Number, etaSeconds: Number })
   const token = await activeToken(base, userId)
-  t.same((await send(base, 'GET', '/concert/wait', { headers: bearer(token) })).body, { userId, status: 'ACTIVE', position: 0, etaSeconds: 0 })
+  t.same((await send(base, 'GET', '/concert/wait', { headers: bearer(token) })).body, { userId, status: 'ACTIVE', concertId: 1, position: 0, etaSeconds: 0 })
 
   const concert = await send(base, 'GET', '/concert/1')
-  t.same(concert.body, { concertId: 1, title: 'Seatrush Live', artist: 'The Queue', venue: 'Main Hall' })
+  t.match(concert.body, { concertId: 1, title: 'Seatrush Live', artist: 'The Queue', venue: 'Main Hall', saleOpensAt: String })
+  t.ok(Date.parse(concert.body.saleOpensAt) <= Date.now(), 'the seeded sale is open')
   const options = await send(base, 'GET', '/concerts/1')
   t.equal(options.body.length, config.SEED_DETAILS)
   t.match(options.body[0], { concertDetailId: Number, date: String, price: 50_000, totalSeats: 50, availableSeats: 50 })
@@ -109,7 +110,7 @@ t.test('unknown concerts, options, seats, users and routes are 404 with their co
   t.equal(missingSeat.body.code, 'SEAT_NOT_FOUND')
   const badBody = await send(base, 'PATCH', '/concert/seat', { body: { userId: 3, concertDetailId: 1, seatNo: '7' }, headers: bearer(token) })
   t.equal(badBody.status, 400)
-  const unknownUser = await send(base, 'POST', '/concert/wait', { body: { userId: 99_999 } })
+  const unknownUser = await joinQueue(base, 99_999)
   t.equal(unknownUser.status, 404)
   t.equal(unknownUser.body.code, 'USER_NOT_FOUND')
   const route = await send(base, 'GET', '/no/such/route')

@@ -4,7 +4,7 @@ import type { Kysely } from 'kysely'
 import { createConnection } from 'mysql2/promise'
 import type { Database } from '../src/db/schema.js'
 import { prepareTestData, testConfig } from './helpers/app.js'
-import { OPEN_QUEUE, activeToken } from './helpers/queue.js'
+import { OPEN_QUEUE, activeToken, joinQueue, joinRequest } from './helpers/queue.js'
 import { isAlive, startServer, type ServerProcess } from './helpers/server-process.js'
 import { assertInvariants, observerDb } from './helpers/invariants.js'
 import { appConnectionKiller, mysqlTarget, mysqlUrlVia, startPrivateRedis, startTcpProxy } from './helpers/chaos.js'
@@ -279,7 +279,7 @@ t.test('Redis stopped and started again: queue calls fail at once with 503, then
   await redis.kill()
   const downAt = Date.now()
   const queueCalls: [string, string, { body?: unknown; headers?: Record<string, string> }][] = [
-    ['POST', '/concert/wait', { body: { userId: prober } }],
+    [joinRequest(prober).method, joinRequest(prober).path, joinRequest(prober).options],
     ['GET', '/concert/wait', { headers: auth }],
     ['DELETE', '/concert/wait', { headers: auth }],
     ['GET', '/concert/seats/1', { headers: auth }],
@@ -316,7 +316,7 @@ t.test('Redis stopped and started again: queue calls fail at once with 503, then
   t.match(health.body, { code: 'DEPENDENCY_UNAVAILABLE', message: /Redis/ }, '/health names Redis as the dependency that is down')
   t.equal(point.status, 200, 'calls that need only MySQL keep working')
 
-  const back = await recovery(restartedAt, async () => (await send(base, 'POST', '/concert/wait', { body: { userId: prober }, timeoutMs: 3000 })).status === 200)
+  const back = await recovery(restartedAt, async () => (await joinQueue(base, prober, { timeoutMs: 3000 })).status === 200)
   t.comment(`Redis down for ${restartedAt - downAt} ms; after its restart the first queue call succeeded in ${back.first} ms, ten in a row by ${back.steady} ms`)
   t.ok(back.steady < 5000, 'the app reconnected on its own within seconds')
   t.equal((await send(base, 'GET', '/concert/wait', { headers: auth })).status, 200, 'the token from before the outage still works')
@@ -421,7 +421,8 @@ t.test('MySQL unreachable for a while: 503 at once while it is out, recovery wit
     const health = await send(base, 'GET', '/health')
     for (let round = 0; round < 2; round++) {
       await probes.send(base, 'GET', '/point/1', { timeoutMs: 10_000 })
-      await probes.send(base, 'POST', '/concert/wait', { body: { userId: prober }, timeoutMs: 10_000 })
+      const join = joinRequest(prober, { timeoutMs: 10_000 })
+      await probes.send(base, join.method, join.path, join.options)
       await probes.send(base, 'PATCH', '/point', { body: { userId: prober, charge: CHARGE }, timeoutMs: 10_000 })
       await delay(300)
     }

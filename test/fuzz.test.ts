@@ -4,6 +4,7 @@ import type { InjectOptions } from 'fastify'
 import { MAX_ID } from '../src/shared/schemas.js'
 import { buildTestApp } from './helpers/app.js'
 import { bearer } from './helpers/http.js'
+import { joinRequest } from './helpers/queue.js'
 import { identityToken, signJwt } from './helpers/jwt.js'
 import { waitFor } from './helpers/wait.js'
 import { isErrorResponse } from './helpers/error-shape.js'
@@ -53,24 +54,27 @@ const waitForQueue = (active: number, waiting: number) =>
 // The state the requests are thrown at: user 2 bought seat 1/2 and left the queue; user 1 is
 // active and holds seat 1/1; user 3 is active; users 4 and 5 wait.
 const tokens: Record<number, string> = {}
-const identityOf = (userId: number) => bearer(identityToken(userId))
-const join = async (userId: number) => (await inject({ method: 'POST', url: '/concert/wait', headers: identityOf(userId), payload: { userId } })).token as string
-for (const userId of [1, 2]) tokens[userId] = await join(userId)
+const join = async (userId: number) => {
+  const { method, path, options } = joinRequest(userId)
+  tokens[userId] = (await inject({ method: method as 'POST', url: path, headers: options.headers, payload: options.body })).token
+}
+for (const userId of [1, 2]) await join(userId)
 await waitForQueue(2, 0)
+const identityOf = (userId: number) => bearer(identityToken(userId))
 const asUser = (userId: number) => bearer(tokens[userId]!)
 await inject({ method: 'PATCH', url: '/concert/seat', headers: asUser(2), payload: { userId: 2, concertDetailId: 1, seatNo: 2 } })
 await inject({ method: 'POST', url: '/concert/reservation/days', headers: asUser(2), payload: { userId: 2, concertDetailId: 1, seatNo: 2 } })
 await inject({ method: 'PATCH', url: '/concert/seat', headers: asUser(1), payload: { userId: 1, concertDetailId: 1, seatNo: 1 } })
-tokens[3] = await join(3)
+await join(3)
 await waitForQueue(2, 0)
-for (const userId of [4, 5]) tokens[userId] = await join(userId)
+for (const userId of [4, 5]) await join(userId)
 await waitForQueue(2, 2)
 
 /** Everything a request could change, to compare before and after. */
 async function snapshot() {
   const count = (table: 'payments' | 'point_history' | 'idempotency_keys') =>
     db.selectFrom(table).select(({ fn }) => fn.countAll<number>().as('n')).executeTakeFirstOrThrow()
-  const key = app.redisKey
+  const key = app.queue.keys(1)
   const [balances, seats, reservations, payments, history, idempotencyKeys, waiting, active, arrivals, admissions] = await Promise.all([
     db.selectFrom('users').select(['id', 'point']).orderBy('id').execute(),
     db.selectFrom('seats').select(['id', 'status', 'user_id', 'reservation_id', 'held_until']).orderBy('id').execute(),
@@ -78,10 +82,10 @@ async function snapshot() {
     count('payments'),
     count('point_history'),
     count('idempotency_keys'),
-    app.redis.zrange(key('waiting'), 0, -1),
-    app.redis.zrange(key('active'), 0, -1),
-    app.redis.get(key('arrivals')),
-    app.redis.get(key('admissions')),
+    app.redis.zrange(key.waiting, 0, -1),
+    app.redis.zrange(key.active, 0, -1),
+    app.redis.get(key.arrivals),
+    app.redis.get(key.admissions),
   ])
   // Members, not order: an active user's protected call slides its expiry, which is its score.
   return { balances, seats, reservations, payments, history, idempotencyKeys, queue: { waiting: waiting.sort(), active: active.sort(), arrivals, admissions } }

@@ -61,10 +61,10 @@ t.test('paying frees a place under the limit; the queue slot goes only with the 
 
   const paidFirst = await pay(base, token, 4, 1, 1)
   t.equal(paidFirst.status, 200, 'the first of two holds is paid')
-  t.equal((await app.queue.status(4)).status, 'ACTIVE', 'the slot is kept while a hold is left')
+  t.equal((await app.queue.heartbeat(4, 1)).status, 'ACTIVE', 'the slot is kept while a hold is left')
   const paidSecond = await pay(base, token, 4, 1, 2)
   t.equal(paidSecond.status, 200, 'and so is the second')
-  t.equal((await app.queue.status(4)).status, 'NONE', 'paying the last hold gives the slot up')
+  t.equal((await app.queue.heartbeat(4, 1)).status, 'NONE', 'paying the last hold gives the slot up')
   await assertInvariants(t, db)
 })
 

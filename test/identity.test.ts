@@ -39,7 +39,7 @@ t.test("every user call needs that user's genuine, unexpired identity token", as
   const balance = await db.selectFrom('users').select('point').where('id', '=', 5).executeTakeFirstOrThrow()
   const history = await db.selectFrom('point_history').select('id').where('user_id', '=', 5).execute()
   t.same([Number(balance.point), history.length], [100_000, 0], 'no refused charge reached the balance')
-  t.equal(await app.queue.status(5).then((standing) => standing.status), 'NONE', 'no refused join reached the queue')
+  t.equal(await app.queue.heartbeat(5, 1).then((standing) => standing.status), 'NONE', 'no refused join reached the queue')
 
   for (const [call, make] of userCalls(base, bearer(identityToken(5)))) {
     t.equal((await make()).status, 200, `${call} with user 5's own token: 200`)
@@ -64,7 +64,7 @@ t.test('the stranger of the report can no longer join as, leave, hold or pay for
     t.equal((await send(base, 'PATCH', '/concert/seat', { body: seat, headers })).status, 401, `holding with ${what}: 401`)
     t.equal((await send(base, 'POST', '/concert/reservation/days', { body: seat, headers })).status, 401, `paying with ${what}: 401`)
   }
-  t.equal((await app.queue.status(8)).status, 'ACTIVE', 'user 8 is still in the queue')
+  t.equal((await app.queue.heartbeat(8, 1)).status, 'ACTIVE', 'user 8 is still in the queue')
   t.equal((await send(base, 'PATCH', '/concert/seat', { body: seat, headers: bearer(victimToken) })).status, 200, 'and holds with its own token')
 })
 

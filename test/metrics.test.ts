@@ -1,9 +1,9 @@
 import { setTimeout as delay } from 'node:timers/promises'
 import t from 'tap'
 import { Redis } from 'ioredis'
-import { redisKey } from '../src/plugins/redis.js'
+import { concertQueueKeys } from '../src/queue/queue.js'
 import { buildTestApp, listen, prepareTestData, testConfig } from './helpers/app.js'
-import { OPEN_QUEUE, activeToken } from './helpers/queue.js'
+import { OPEN_QUEUE, activeToken, joinQueue } from './helpers/queue.js'
 import { startServer } from './helpers/server-process.js'
 import { bearer, send } from './helpers/http.js'
 import { waitFor } from './helpers/wait.js'
@@ -115,10 +115,10 @@ t.test('in the cluster, GET /metrics sums every worker and reads the queue once'
   t.equal(pids.size, 2, 'both workers answered')
 
   // One slot: user 1 is admitted, users 2 and 3 wait.
-  for (const userId of [1, 2, 3]) t.equal((await send(server.baseUrl, 'POST', '/concert/wait', { body: { userId } })).status, 200)
+  for (const userId of [1, 2, 3]) t.equal((await joinQueue(server.baseUrl, userId)).status, 200)
   const redis = new Redis(config.REDIS_URL)
   t.teardown(() => redis.disconnect())
-  await waitFor('user 1 to be admitted', async () => (await redis.zcard(redisKey(config.REDIS_KEY_PREFIX, 'active'))) >= 1, { timeoutMs: 5000 })
+  await waitFor('user 1 to be admitted', async () => (await redis.zcard(concertQueueKeys(config.REDIS_KEY_PREFIX, 1).active)) >= 1, { timeoutMs: 5000 })
 
   // Each scrape reaches one worker; both must answer for the whole cluster.
   for (let scrape = 0; scrape < 2; scrape++) {

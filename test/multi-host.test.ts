@@ -1,12 +1,13 @@
 import { setTimeout as delay } from 'node:timers/promises'
 import t from 'tap'
 import { Redis } from 'ioredis'
-import { redisKey } from '../src/plugins/redis.js'
+import { concertQueueKeys } from '../src/queue/queue.js'
 import { prepareTestData, testConfig } from './helpers/app.js'
 import { startServer, type ServerProcess } from './helpers/server-process.js'
 import { assertInvariants } from './helpers/invariants.js'
 import { range } from './helpers/lists.js'
 import { bearer, send, type Reply } from './helpers/http.js'
+import { joinQueue } from './helpers/queue.js'
 
 // Two independent server processes (each its own cluster primary, port and workers) on one
 // MySQL database and one Redis key prefix: two app hosts behind a load balancer, on one machine.
@@ -17,7 +18,8 @@ const ADMIT_BATCH = 8
 const ADMIT_INTERVAL_MS = 100
 
 interface Sample {
-  slot: number
+  /** Redis time (ms) of the last admission tick. */
+  tick: number
   admissions: number
   active: number[]
   waiting: number
@@ -46,17 +48,17 @@ t.test('two hosts on one MySQL and one Redis: one winner per seat, admission FIF
 
   const redis = new Redis(config.REDIS_URL)
   t.teardown(() => redis.disconnect())
-  const key = (name: string) => redisKey(config.REDIS_KEY_PREFIX, name)
+  const key = concertQueueKeys(config.REDIS_KEY_PREFIX, 1)
 
   // Everything read in one MULTI, so one sample is one instant of the queue.
   const samples: Sample[] = []
   const takeSample = async (): Promise<Sample> => {
-    const replies = await redis.multi().get(key('admit-slot')).get(key('admissions')).zrange(key('active'), 0, -1).zcard(key('waiting')).exec()
-    const [slot, admissions, active, waiting] = replies!.map(([error, value]) => {
+    const replies = await redis.multi().hget(key.concert, 'lastTick').get(key.admissions).zrange(key.active, 0, -1).zcard(key.waiting).exec()
+    const [tick, admissions, active, waiting] = replies!.map(([error, value]) => {
       if (error) throw error
       return value
     }) as [string | null, string | null, string[], number]
-    const sample = { slot: Number(slot ?? -1), admissions: Number(admissions ?? 0), active: active.map(Number), waiting }
+    const sample = { tick: Number(tick ?? -1), admissions: Number(admissions ?? 0), active: active.map(Number), waiting }
     samples.push(sample)
     return sample
   }
@@ -74,7 +76,7 @@ t.test('two hosts on one MySQL and one Redis: one winner per seat, admission FIF
   // Users 1..150 join one at a time, odd ones on host B, even ones on host A: that order is the line.
   const tokens = new Map<number, string>()
   for (const userId of range(1, USERS)) {
-    const joined = await send(hostOf(userId).baseUrl, 'POST', '/concert/wait', { body: { userId } })
+    const joined = await joinQueue(hostOf(userId).baseUrl, userId)
     if (joined.status !== 200) throw new Error(`join ${userId}: ${joined.status} ${JSON.stringify(joined.body)}`)
     tokens.set(userId, joined.body.token)
   }
@@ -145,26 +147,27 @@ t.test('two hosts on one MySQL and one Redis: one winner per seat, admission FIF
   }
   t.same(notFifo.slice(0, 5), [], `admitted users are always exactly the head of the line, in arrival order (${samples.length} samples)`)
 
-  // Slot idempotence: between two samples the counter grows by at most ADMIT_BATCH per slot that
-  // began, and not at all when no new slot ran: a slot is admitted by one call only.
+  // One admitter per tick: ticks are at least ADMIT_INTERVAL_MS apart, so between two samples the
+  // counter grows by at most ADMIT_BATCH per interval that passed between their last ticks, and
+  // not at all when no new tick ran: a tick is admitted by one call only.
   let sameSlotPairs = 0
   let adjacentSlotPairs = 0
   let maxPerSlot = 0
   const violations: string[] = []
   for (let i = 1; i < samples.length; i++) {
     const [a, b] = [samples[i - 1]!, samples[i]!]
-    const slots = b.slot - a.slot
+    const slots = b.tick === a.tick ? 0 : Math.floor((b.tick - a.tick) / ADMIT_INTERVAL_MS)
     const admitted = b.admissions - a.admissions
     if (slots < 0 || admitted < 0) violations.push(`went back: ${JSON.stringify({ a, b })}`)
     if (slots === 0) {
       sameSlotPairs++
-      if (admitted !== 0) violations.push(`slot ${a.slot} admitted twice (${admitted} more)`)
+      if (admitted !== 0) violations.push(`tick ${a.tick} admitted twice (${admitted} more)`)
     }
     if (slots === 1) {
       adjacentSlotPairs++
       maxPerSlot = Math.max(maxPerSlot, admitted)
     }
-    if (admitted > ADMIT_BATCH * Math.max(slots, 0)) violations.push(`${admitted} admitted over ${slots} slot(s) ${a.slot}..${b.slot}`)
+    if (admitted > ADMIT_BATCH * Math.max(slots, 0)) violations.push(`${admitted} admitted over ${slots} interval(s) ${a.tick}..${b.tick}`)
   }
   t.same(violations, [], `no slot admits more than ADMIT_BATCH=${ADMIT_BATCH} (${adjacentSlotPairs} slots seen one by one, at most ${maxPerSlot} in one; ${sameSlotPairs} sample pairs inside one slot, none admitting)`)
 

@@ -1,11 +1,11 @@
 import t from 'tap'
 import { buildApp } from '../src/app.js'
 import { buildTestApp, listen, prepareTestData, testConfig } from './helpers/app.js'
-import { OPEN_QUEUE, activeToken } from './helpers/queue.js'
+import { OPEN_QUEUE, activeToken, joinQueue } from './helpers/queue.js'
 import { bearer, send } from './helpers/http.js'
 import { isErrorResponse } from './helpers/error-shape.js'
 
-const join = (base: string, userId: number) => send(base, 'POST', '/concert/wait', { body: { userId } })
+const join = (base: string, userId: number) => joinQueue(base, userId)
 
 t.test('a user joining more than RATE_LIMIT_WAIT_PER_MIN times a minute gets 429; another user does not', async (t) => {
   const { app } = await buildTestApp(t, { RATE_LIMIT_WAIT_PER_MIN: 3 })

@@ -5,8 +5,9 @@ import { Redis } from 'ioredis'
 import { createPool, type PoolConnection, type ResultSetHeader, type RowDataPacket } from 'mysql2/promise'
 import { loadConfig } from '../../src/config.js'
 import { createTtlCache } from '../../src/concerts/ttl-cache.js'
-import { redisKey } from '../../src/plugins/redis.js'
-import { defineQueueCommands } from '../../src/queue/queue.js'
+import { SEED_CONCERT_ID } from '../../src/db/seed.js'
+import { catalogKeys } from '../../src/queue/catalog.js'
+import { createQueue, defineQueueCommands } from '../../src/queue/queue.js'
 import { serveReference } from './serve.js'
 
 // The floor for the app's layers: every endpoint as one bare Fastify handler doing the app's SQL
@@ -20,7 +21,17 @@ await serveReference('thin', async () => {
   mysql.pool.on('connection', (connection) => connection.query("SET time_zone = '+00:00'"))
   const redis = new Redis(config.REDIS_URL, { enableOfflineQueue: true, maxRetriesPerRequest: 1 })
   defineQueueCommands(redis)
-  const [waiting, active, arrivals, lastSlot, admissions] = ['waiting', 'active', 'arrivals', 'admit-slot', 'admissions'].map((name) => redisKey(config.REDIS_KEY_PREFIX, name)) as [string, string, string, string, string]
+  // The report's scripts use the first concert's queue only.
+  const concertId = SEED_CONCERT_ID
+  const queue = createQueue(redis, config.REDIS_KEY_PREFIX, {
+    maxActive: config.MAX_ACTIVE,
+    admitBatch: config.ADMIT_BATCH,
+    admitIntervalMs: config.ADMIT_INTERVAL_MS,
+    activeTtlMs: config.ACTIVE_TTL_MS,
+    activeMaxMs: config.ACTIVE_MAX_MS,
+    waitingTtlMs: config.WAITING_TTL_MS,
+  })
+  const knownUsers = catalogKeys(config.REDIS_KEY_PREFIX).users
 
   const rows = async <T>(query: string, values: unknown[] = [], on: Pick<PoolConnection, 'query'> = mysql) => (await on.query<RowDataPacket[]>(query, values))[0] as T[]
   const write = async (query: string, values: unknown[], on: PoolConnection) => (await on.query<ResultSetHeader>(query, values))[0]
@@ -75,18 +86,10 @@ await serveReference('thin', async () => {
     return Number(claims.sub)
   }
 
-  const standing = ([state, rank]: [number, number]) => {
-    if (state === 1) return { status: 'ACTIVE', position: 0, etaSeconds: 0 }
-    if (state === 0) {
-      const ticks = Math.ceil((rank + 1) / config.ADMIT_BATCH)
-      return { status: 'WAITING', position: rank + 1, etaSeconds: Math.ceil((ticks * config.ADMIT_INTERVAL_MS) / 1000) }
-    }
-    return undefined
-  }
   const requireActive = async (request: FastifyRequest): Promise<number> => {
     const userId = authenticate(request)
-    const status = standing(await redis.queueVerifyAndTouch(waiting, active, userId, config.ACTIVE_TTL_MS))
-    if (status?.status !== 'ACTIVE') throw refuse(403, status ? 'NOT_ACTIVE' : 'NOT_IN_QUEUE')
+    const { status } = await queue.verifyAndTouch(userId, concertId)
+    if (status !== 'ACTIVE') throw refuse(403, status === 'NONE' ? 'NOT_IN_QUEUE' : 'NOT_ACTIVE')
     return userId
   }
 
@@ -163,14 +166,14 @@ await serveReference('thin', async () => {
 
   app.post('/concert/wait', async (request) => {
     const userId = id((request.body as Record<string, unknown>)?.userId)
-    if (!(await rows('SELECT id FROM users WHERE id = ?', [userId])).length) throw refuse(404, 'USER_NOT_FOUND')
-    return { token: sign(userId), ...standing(await redis.queueEnqueue(waiting, active, arrivals, userId)) }
+    if (!(await redis.sismember(knownUsers, userId))) throw refuse(404, 'USER_NOT_FOUND')
+    return { token: sign(userId), ...(await queue.enqueue(userId, concertId)) }
   })
 
   app.get('/concert/wait', async (request) => {
     const userId = authenticate(request)
-    const status = standing(await redis.queueStatus(waiting, active, userId))
-    if (!status) throw refuse(404, 'NOT_IN_QUEUE')
+    const status = await queue.heartbeat(userId, concertId)
+    if (status.status === 'NONE') throw refuse(404, 'NOT_IN_QUEUE')
     return { userId, ...status }
   })
 
@@ -240,7 +243,7 @@ await serveReference('thin', async () => {
     const authUser = authenticate(request)
     const { userId, concertDetailId, seatNo } = seatBody(request)
     if (userId !== authUser) throw refuse(403, 'USER_MISMATCH')
-    if (standing(await redis.queueVerifyAndTouch(waiting, active, userId, config.ACTIVE_TTL_MS))?.status !== 'ACTIVE') throw refuse(403, 'NOT_ACTIVE')
+    if ((await queue.verifyAndTouch(userId, concertId)).status !== 'ACTIVE') throw refuse(403, 'NOT_ACTIVE')
     const paid = await inTransaction(async (trx) => {
       const [seat] = await rows<{ id: number; status: string; user_id: number; reservation_id: number; live: number }>(
         'SELECT id, status, user_id, reservation_id, held_until > NOW(3) AS live FROM seats WHERE concert_detail_id = ? AND seat_no = ? FOR UPDATE',
@@ -260,15 +263,14 @@ await serveReference('thin', async () => {
       await write("INSERT INTO point_history (user_id, kind, amount, balance_after, reservation_id) VALUES (?, 'PAYMENT', ?, ?, ?)", [userId, -reservation.price, point, reservation.id], trx)
       return { reservationId: reservation.id, paymentId: payment.insertId, amount: reservation.price, point }
     })
-    await redis.queueLeave(waiting, active, userId)
+    await queue.leave(userId, concertId)
     return paid
   })
 
   // The admitter, as the app runs it: every worker ticks twice a slot, the script lets one win.
   const tick = setInterval(async () => {
     try {
-      const [won] = await redis.queueAdmitTick(waiting, active, lastSlot, admissions, config.MAX_ACTIVE, config.ADMIT_BATCH, config.ADMIT_INTERVAL_MS, config.ACTIVE_TTL_MS)
-      if (won !== 1) return
+      if (!(await queue.admitTick(concertId)).won) return
       await mysql.query(
         `UPDATE seats s JOIN reservations r ON r.id = s.reservation_id
          SET s.status = 'AVAILABLE', s.user_id = NULL, s.reservation_id = NULL, s.held_until = NULL, r.status = 'EXPIRED'

@@ -17,8 +17,8 @@ const earliest = (times: Array<Date | null | undefined>): number | null => {
 export function createConcertRepository(db: Kysely<Database>) {
   return {
     async concert(concertId: number): Promise<Concert | undefined> {
-      const row = await db.selectFrom('concerts').select(['id', 'title', 'artist', 'venue']).where('id', '=', concertId).executeTakeFirst()
-      return row && { concertId: row.id, title: row.title, artist: row.artist, venue: row.venue }
+      const row = await db.selectFrom('concerts').select(['id', 'title', 'artist', 'venue', 'sale_opens_at']).where('id', '=', concertId).executeTakeFirst()
+      return row && { concertId: row.id, title: row.title, artist: row.artist, venue: row.venue, saleOpensAt: row.sale_opens_at.toISOString() }
     },
 
     /** The concert's dated options with live seat counts; undefined when the concert does not exist. */

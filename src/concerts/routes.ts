@@ -1,10 +1,22 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { Static } from '@sinclair/typebox'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { AppError } from '../plugins/errors.js'
 import { createConcertRepository } from './repository.js'
 import { createTtlCache } from './ttl-cache.js'
 import type { EncodedBody } from './encoded.js'
-import { AvailableSeats, Concert, ConcertOption, SeatView, bookableDaysSchema, concertSchema, optionsSchema, seatsSchema } from './schemas.js'
+import {
+  AvailableSeats,
+  Concert,
+  ConcertOption,
+  ConcertParams,
+  DetailParams,
+  SeatView,
+  bookableDaysSchema,
+  concertSchema,
+  optionsSchema,
+  seatsSchema,
+} from './schemas.js'
 
 const concertRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.addSchema(Concert)
@@ -41,14 +53,24 @@ const concertRoutes: FastifyPluginAsyncTypebox = async (app) => {
     return reply.type('application/json; charset=utf-8').send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength))
   }
 
-  app.get('/concert/reservation/days/:concertId', { schema: bookableDaysSchema, preHandler: app.requireActive }, async (request, reply) => {
+  // The booking pages need the caller active in the queue of the concert they show.
+  const activeInConcert = app.requireActiveIn(async (request) => {
+    const { concertId } = request.params as Static<typeof ConcertParams>
+    if (!(await app.queueCatalog.knowsConcert(concertId))) throw notFound(concertId)
+    return concertId
+  })
+  const activeInDetailsConcert = app.requireActiveIn((request: FastifyRequest) =>
+    app.concertOfDetail((request.params as Static<typeof DetailParams>).concertDetailId),
+  )
+
+  app.get('/concert/reservation/days/:concertId', { schema: bookableDaysSchema, preHandler: activeInConcert }, async (request, reply) => {
     const { concertId } = request.params
     const days = await app.seatMaps.bookableDays(concertId)
     if (!days) throw notFound(concertId)
     return sendEncoded(request, reply, days)
   })
 
-  app.get('/concert/seats/:concertDetailId', { schema: seatsSchema, preHandler: app.requireActive }, async (request, reply) => {
+  app.get('/concert/seats/:concertDetailId', { schema: seatsSchema, preHandler: activeInDetailsConcert }, async (request, reply) => {
     const { concertDetailId } = request.params
     const seatMap = await app.seatMaps.seatMap(concertDetailId)
     if (!seatMap) throw detailNotFound(concertDetailId)

@@ -1,11 +1,17 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { Id, errorResponses } from '../shared/schemas.js'
 
-const ConcertParams = Type.Object({ concertId: Id('Concert id') })
+export const ConcertParams = Type.Object({ concertId: Id('Concert id') })
 export const DetailParams = Type.Object({ concertDetailId: Id('Dated option (concert detail) id') })
 
 export const Concert = Type.Object(
-  { concertId: Type.Integer(), title: Type.String(), artist: Type.String(), venue: Type.String() },
+  {
+    concertId: Type.Integer(),
+    title: Type.String(),
+    artist: Type.String(),
+    venue: Type.String(),
+    saleOpensAt: Type.String({ format: 'date-time', description: "When the sale opens: joins before it wait in the queue's pre-queue" }),
+  },
   { $id: 'Concert', title: 'Concert' },
 )
 export type Concert = Static<typeof Concert>

@@ -2,6 +2,7 @@ import { Migrator, type Kysely, type Migration, type MigrationProvider, type NoM
 import * as initialSchema from './migrations/0001-initial-schema.js'
 import * as reservationsBySeat from './migrations/0002-reservations-by-seat.js'
 import * as dropReservationsBySeat from './migrations/0003-drop-reservations-by-seat.js'
+import * as concertSaleOpensAt from './migrations/0004-concert-sale-opens-at.js'
 import * as seatsLapsedHolds from './migrations/0005-seats-lapsed-holds.js'
 import * as idempotencyKeysExactAndExpiring from './migrations/0006-idempotency-keys-exact-and-expiring.js'
 
@@ -12,6 +13,7 @@ export const migrations: Record<string, Migration> = {
   '0001-initial-schema': initialSchema,
   '0002-reservations-by-seat': reservationsBySeat,
   '0003-drop-reservations-by-seat': dropReservationsBySeat,
+  '0004-concert-sale-opens-at': concertSaleOpensAt,
   '0005-seats-lapsed-holds': seatsLapsedHolds,
   '0006-idempotency-keys-exact-and-expiring': idempotencyKeysExactAndExpiring,
 }

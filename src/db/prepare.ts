@@ -2,6 +2,8 @@ import type { Config } from '../config.js'
 import { createDb, ensureDatabase } from './connection.js'
 import { migrateToLatest } from './migrate.js'
 import { seed } from './seed.js'
+import { createRedis } from '../plugins/redis.js'
+import { publishCatalog } from '../queue/catalog.js'
 
 export interface PrepareOptions {
   migrate?: boolean
@@ -22,6 +24,14 @@ export async function prepareDatabase(config: Config, options: PrepareOptions = 
         seatsPerDetail: config.SEATS_PER_DETAIL,
         price: config.SEAT_PRICE,
       })
+      // The queue's join asks Redis, not MySQL, whether a user or concert exists.
+      const redis = createRedis(config)
+      try {
+        await redis.connect()
+        await publishCatalog(redis, db, config.REDIS_KEY_PREFIX)
+      } finally {
+        redis.disconnect()
+      }
     }
     return { applied }
   } finally {

@@ -31,6 +31,8 @@ export interface ConcertTable {
   title: string
   artist: string
   venue: string
+  /** Before it, joins wait in the concert's pre-queue; nobody is admitted. */
+  sale_opens_at: ColumnType<Date, Date | undefined, Date>
   created_at: CreatedAt
 }
 

@@ -11,10 +11,14 @@ export interface SeedOptions {
 
 const BATCH = 2000
 export const SEED_CONCERT_ID = 1
+/** A second concert with a queue of its own, so per-concert queues can be tried side by side. */
+export const SECOND_CONCERT_ID = 2
+const SECOND_CONCERT_DETAILS = 2
 
 /**
- * Idempotent: users 1..N and concert 1 with its dated options are created when missing and
- * never touched again (balances survive a restart); seats are topped up to `seatsPerDetail`.
+ * Idempotent: users 1..N and concerts 1 and 2 with their dated options are created when missing
+ * and never touched again (balances survive a restart); seats are topped up to `seatsPerDetail`.
+ * Both sales are open from the seeding on.
  */
 export async function seed(db: Kysely<Database>, options: SeedOptions): Promise<void> {
   // Several hosts may start on an empty database at once, and topping up the dated options is a
@@ -40,30 +44,32 @@ async function seedLocked(db: Kysely<Database>, options: SeedOptions): Promise<v
     await db.insertInto('users').ignore().values(rows).execute()
   }
 
-  await db
-    .insertInto('concerts')
-    .ignore()
-    .values({ id: SEED_CONCERT_ID, title: 'Seatrush Live', artist: 'The Queue', venue: 'Main Hall' })
-    .execute()
+  const concerts = [
+    { id: SEED_CONCERT_ID, title: 'Seatrush Live', artist: 'The Queue', venue: 'Main Hall', details: options.details, firstDay: 30 },
+    { id: SECOND_CONCERT_ID, title: 'Seatrush Encore', artist: 'The Queue', venue: 'Small Hall', details: SECOND_CONCERT_DETAILS, firstDay: 60 },
+  ]
+  for (const { details: count, firstDay: daysAhead, ...concert } of concerts) {
+    await db.insertInto('concerts').ignore().values(concert).execute()
 
-  const existing = await db
-    .selectFrom('concert_details')
-    .select(({ fn }) => fn.countAll<number>().as('count'))
-    .where('concert_id', '=', SEED_CONCERT_ID)
-    .executeTakeFirstOrThrow()
-  const firstDay = new Date()
-  firstDay.setUTCHours(19, 0, 0, 0)
-  for (let i = Number(existing.count); i < options.details; i++) {
-    const startsAt = new Date(firstDay.getTime() + (30 + i) * 86_400_000)
-    await db
-      .insertInto('concert_details')
-      .values({ concert_id: SEED_CONCERT_ID, starts_at: startsAt, price: options.price, total_seats: 0 })
-      .execute()
-  }
+    const existing = await db
+      .selectFrom('concert_details')
+      .select(({ fn }) => fn.countAll<number>().as('count'))
+      .where('concert_id', '=', concert.id)
+      .executeTakeFirstOrThrow()
+    const firstDay = new Date()
+    firstDay.setUTCHours(19, 0, 0, 0)
+    for (let i = Number(existing.count); i < count; i++) {
+      const startsAt = new Date(firstDay.getTime() + (daysAhead + i) * 86_400_000)
+      await db
+        .insertInto('concert_details')
+        .values({ concert_id: concert.id, starts_at: startsAt, price: options.price, total_seats: 0 })
+        .execute()
+    }
 
-  const details = await db.selectFrom('concert_details').select('id').where('concert_id', '=', SEED_CONCERT_ID).execute()
-  for (const detail of details) {
-    await addSeats(db, detail.id, options.seatsPerDetail)
+    const details = await db.selectFrom('concert_details').select('id').where('concert_id', '=', concert.id).execute()
+    for (const detail of details) {
+      await addSeats(db, detail.id, options.seatsPerDetail)
+    }
   }
 }
 

@@ -7,21 +7,23 @@ declare module 'fastify' {
   interface FastifyInstance {
     /** preHandler: the caller's identity from the queue token (or, in user-id mode, a bare id). */
     authenticate: (request: FastifyRequest, reply: FastifyReply) => Promise<void>
-    /** preHandler: authenticate, then let only users the queue has admitted through. */
-    requireActive: (request: FastifyRequest, reply: FastifyReply) => Promise<void>
-    /** Refuses (403) a user the queue has not admitted; slides the active slot's expiry. */
-    assertActive: (userId: number) => Promise<void>
-    signQueueToken: (userId: number) => string
+    /** preHandler: authenticate, then let through only users admitted to the queue of the concert `concertOf` names. */
+    requireActiveIn: (concertOf: (request: FastifyRequest) => Promise<number>) => (request: FastifyRequest, reply: FastifyReply) => Promise<void>
+    /** Refuses (403) a caller whose token is for another concert or whom that concert's queue has not admitted; slides the active slot's expiry. */
+    assertActive: (request: FastifyRequest, concertId: number) => Promise<void>
+    signQueueToken: (userId: number, concertId: number) => string
   }
   interface FastifyRequest {
     authUserId: number
+    /** The concert whose queue the token is for; undefined for a bare user id (user-id mode), which may act in any. */
+    queueConcertId: number | undefined
   }
 }
 
 declare module '@fastify/jwt' {
   interface FastifyJWT {
-    payload: { sub: string }
-    user: { sub: string }
+    payload: { sub: string; cid: number }
+    user: { sub: string; cid?: number }
   }
 }
 
@@ -52,14 +54,16 @@ export default fp(
       verify: { algorithms: ['HS256'], allowedAud: QUEUE_AUDIENCE, requiredClaims: ['aud'] },
     })
     app.decorateRequest('authUserId', 0)
+    app.decorateRequest('queueConcertId', undefined)
 
-    app.decorate('signQueueToken', (userId: number) => app.jwt.sign({ sub: String(userId) }))
+    app.decorate('signQueueToken', (userId: number, concertId: number) => app.jwt.sign({ sub: String(userId), cid: concertId }))
 
-    const verify = (token: string): number => {
+    const verify = (token: string): { userId: number; concertId: number } => {
       if (!COMPACT_JWT.test(token)) throw new AppError(401, 'TOKEN_INVALID', 'The queue token is not valid')
       let sub: string
+      let cid: unknown
       try {
-        sub = app.jwt.verify<{ sub: string }>(token).sub
+        ;({ sub, cid } = app.jwt.verify<{ sub: string; cid?: unknown }>(token))
       } catch (error) {
         const expired = (error as { code?: string }).code === 'FAST_JWT_EXPIRED'
         throw expired
@@ -67,18 +71,31 @@ export default fp(
           : new AppError(401, 'TOKEN_INVALID', 'The queue token is not valid')
       }
       if (typeof sub !== 'string' || !BARE_USER_ID.test(sub)) throw new AppError(401, 'TOKEN_INVALID', 'The queue token is not valid')
-      return Number(sub)
+      // Tokens signed before queues were per concert carry no concert: they were for the first.
+      if (cid !== undefined && !(Number.isSafeInteger(cid) && (cid as number) > 0)) throw new AppError(401, 'TOKEN_INVALID', 'The queue token is not valid')
+      return { userId: Number(sub), concertId: (cid as number | undefined) ?? 1 }
     }
 
     app.decorate('authenticate', async (request: FastifyRequest) => {
       const token = bearerCredential(request)
       if (token === undefined) throw new AppError(401, 'TOKEN_MISSING', 'Send the queue token as Authorization: Bearer <token>')
       // user-id mode trusts a bare id (the original load scripts send one); tokens still work.
-      request.authUserId = config.AUTH_MODE === 'user-id' && BARE_USER_ID.test(token) ? Number(token) : verify(token)
+      if (config.AUTH_MODE === 'user-id' && BARE_USER_ID.test(token)) {
+        request.authUserId = Number(token)
+      } else {
+        ;({ userId: request.authUserId, concertId: request.queueConcertId } = verify(token))
+      }
     })
 
-    app.decorate('assertActive', async (userId: number) => {
-      const standing = await app.queue.verifyAndTouch(userId)
+    app.decorate('assertActive', async (request: FastifyRequest, concertId: number) => {
+      const tokenConcert = request.queueConcertId
+      if (tokenConcert !== undefined && tokenConcert !== concertId) {
+        throw new AppError(403, 'WRONG_CONCERT', `The queue token is for concert ${tokenConcert}, not concert ${concertId}: join that concert's queue`)
+      }
+      const standing = await app.queue.verifyAndTouch(request.authUserId, concertId)
+      if (standing.status === 'PREQUEUE') {
+        throw new AppError(403, 'NOT_ACTIVE', `Waiting for the sale to open at ${standing.opensAt}`, { position: 0, etaSeconds: standing.etaSeconds })
+      }
       if (standing.status === 'WAITING') {
         throw new AppError(403, 'NOT_ACTIVE', `Still waiting in the queue at position ${standing.position}`, {
           position: standing.position,
@@ -90,9 +107,9 @@ export default fp(
       }
     })
 
-    app.decorate('requireActive', async (request: FastifyRequest, reply: FastifyReply) => {
+    app.decorate('requireActiveIn', (concertOf: (request: FastifyRequest) => Promise<number>) => async (request: FastifyRequest, reply: FastifyReply) => {
       await app.authenticate(request, reply)
-      await app.assertActive(request.authUserId)
+      await app.assertActive(request, await concertOf(request))
     })
   },
   { name: 'auth', dependencies: ['config', 'queue'] },

@@ -20,6 +20,7 @@ export default fp(
               scheme: 'bearer',
               description: 'The token from POST /concert/wait (a bare token is accepted too)',
             },
+            adminToken: { type: 'http', scheme: 'bearer', description: 'ADMIN_TOKEN, for the /admin routes' },
           },
         },
       },

@@ -1,33 +1,61 @@
 import fp from 'fastify-plugin'
+import { createCatalog, type Catalog } from './catalog.js'
 import { createQueue, defineQueueCommands, type Queue } from './queue.js'
 
-/** Told how many users the tick let in. */
+/** Told how many users the round of ticks this process won let in. */
 type TickListener = (tick: { admitted: number }) => Promise<void>
+
+/** Users in line (pre-queue included) and active, over every concert's queue. */
+type QueueSizes = { waiting: number; active: number }
 
 declare module 'fastify' {
   interface FastifyInstance {
-    queue: Queue
-    /** Runs `listener` after each admission tick this process won (once per tick cluster-wide). */
+    queue: Queue & { sizes: () => Promise<QueueSizes> }
+    /** The known users and concerts in Redis, so a join asks no MySQL. */
+    queueCatalog: Catalog
+    /** Runs `listener` after each round of admission ticks in which this process won at least one. */
     onAdmissionTick: (listener: TickListener) => void
   }
 }
 
+/** Bounds of the admitter's timer: often enough for a shortened interval to take effect within a second. */
+const MIN_TIMER_MS = 5
+const MAX_TIMER_MS = 1000
+
 /**
- * The waiting queue and its admitter. Every worker ticks twice per ADMIT_INTERVAL_MS so no slot
- * is missed when a timer drifts; the script lets only the first call of each slot admit, so
- * there is exactly one admitter per tick across workers and hosts, even with zero traffic.
+ * The concerts' waiting queues and their admitter. Every worker ticks every known concert's
+ * queue twice per interval in force (the shortest of them, at most every second, so an operator
+ * shortening one takes effect quickly); the script lets only a call an interval after the last
+ * tick admit, so there is exactly one admitter per concert per tick across workers and hosts,
+ * even with zero traffic.
  */
 export default fp(
   async function queue(app) {
     const { config } = app
     defineQueueCommands(app.redis)
-    const queue = createQueue(app.redis, app.redisKey, {
+    const prefix = config.REDIS_KEY_PREFIX
+    const catalog = createCatalog(app.redis, app.db, prefix)
+    const queue = createQueue(app.redis, prefix, {
       maxActive: config.MAX_ACTIVE,
       admitBatch: config.ADMIT_BATCH,
       admitIntervalMs: config.ADMIT_INTERVAL_MS,
       activeTtlMs: config.ACTIVE_TTL_MS,
+      activeMaxMs: config.ACTIVE_MAX_MS,
+      waitingTtlMs: config.WAITING_TTL_MS,
     })
-    app.decorate('queue', queue)
+    const sizes = async (): Promise<QueueSizes> => {
+      const now = Date.now()
+      const counts = await Promise.all(
+        (await catalog.concertIds()).map(async (concertId) => {
+          const k = queue.keys(concertId)
+          const [waiting, prequeue, active] = await Promise.all([app.redis.zcard(k.waiting), app.redis.zcard(k.prequeue), app.redis.zcount(k.active, `(${now}`, '+inf')])
+          return { waiting: waiting + prequeue, active }
+        }),
+      )
+      return counts.reduce((sum, c) => ({ waiting: sum.waiting + c.waiting, active: sum.active + c.active }), { waiting: 0, active: 0 })
+    }
+    app.decorate('queue', Object.assign(queue, { sizes }))
+    app.decorate('queueCatalog', catalog)
 
     const listeners: TickListener[] = []
     app.decorate('onAdmissionTick', (listener: TickListener) => {
@@ -35,13 +63,20 @@ export default fp(
     })
 
     let lastFailureLog = 0
-    let running = false
-    const tick = async () => {
-      if (running) return
-      running = true
+    let timerMs = Math.min(MAX_TIMER_MS, Math.max(MIN_TIMER_MS, Math.floor(config.ADMIT_INTERVAL_MS / 2)))
+    const round = async () => {
       try {
-        const { won, admitted } = await queue.admitTick()
-        if (!won) return
+        let concertIds = await catalog.concertIds()
+        // Redis lost the catalog (restarted without persistence): rebuild it before ticking.
+        if (concertIds.length === 0 && (await catalog.ensure())) concertIds = await catalog.concertIds()
+        const ticks = await Promise.all(concertIds.map((concertId) => queue.admitTick(concertId)))
+        if (ticks.length > 0) {
+          const shortest = Math.min(...ticks.map((tick) => tick.intervalMs))
+          timerMs = Math.min(MAX_TIMER_MS, Math.max(MIN_TIMER_MS, Math.floor(shortest / 2)))
+        }
+        const won = ticks.filter((tick) => tick.won)
+        if (won.length === 0) return
+        const admitted = won.reduce((sum, tick) => sum + tick.admitted, 0)
         if (admitted > 0) app.log.debug({ admitted }, 'admitted from the waiting queue')
         for (const listener of listeners) await listener({ admitted })
       } catch (error) {
@@ -50,12 +85,18 @@ export default fp(
           lastFailureLog = Date.now()
           app.log.warn({ err: error }, 'admission tick failed')
         }
-      } finally {
-        running = false
       }
     }
-    const timer = setInterval(() => void tick(), Math.max(5, Math.floor(config.ADMIT_INTERVAL_MS / 2)))
-    app.addHook('onClose', async () => clearInterval(timer))
+    let timer: NodeJS.Timeout | undefined
+    let closing = false
+    const schedule = () => {
+      timer = setTimeout(() => void round().finally(() => !closing && schedule()), timerMs)
+    }
+    app.addHook('onReady', async () => schedule())
+    app.addHook('onClose', async () => {
+      closing = true
+      clearTimeout(timer)
+    })
   },
-  { name: 'queue', dependencies: ['config', 'redis'] },
+  { name: 'queue', dependencies: ['config', 'redis', 'db'] },
 )

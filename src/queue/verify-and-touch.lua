@@ -1,19 +1,23 @@
--- Lets an active user through and slides the slot's expiry; reports the rank otherwise.
--- KEYS: waiting zset, active zset.  ARGV: user id, active TTL in ms.
--- Returns {state, rank} as status.lua does.
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+-- Lets an active user through and slides the slot's expiry by ACTIVE_TTL_MS, never past
+-- ACTIVE_MAX_MS after admission; reports where the user stands otherwise (no heartbeat).
+-- KEYS: concert hash, waiting zset, pre-queue zset, seen zset, active zset, admitted zset.
+-- ARGV: user id, default max active, default batch, default interval ms, waiting TTL ms,
+--       active TTL ms, active max ms.
+-- Returns {state, rank, batch, interval, opensAt} as heartbeat.lua does.
+local now = now_ms()
 local user = ARGV[1]
+local s = settings(KEYS[1], { maxActive = ARGV[2], batch = ARGV[3], interval = ARGV[4] })
+if not s then return {-1, 0, 0, 0, 0} end
 
-local expires = redis.call('ZSCORE', KEYS[2], user)
-if expires then
-  if tonumber(expires) > now then
-    redis.call('ZADD', KEYS[2], 'XX', now + tonumber(ARGV[2]), user)
-    return {1, 0}
+local place = standing(user, now, tonumber(ARGV[5]), false, KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6])
+if place[1] == 1 then
+  local admittedAt = tonumber(redis.call('ZSCORE', KEYS[6], user) or now)
+  local expires = math.min(now + tonumber(ARGV[6]), admittedAt + tonumber(ARGV[7]))
+  if expires <= now then
+    redis.call('ZREM', KEYS[5], user)
+    redis.call('ZREM', KEYS[6], user)
+    return answer({-1, 0}, s)
   end
-  redis.call('ZREM', KEYS[2], user)
+  redis.call('ZADD', KEYS[5], 'XX', expires, user)
 end
-
-local rank = redis.call('ZRANK', KEYS[1], user)
-if rank then return {0, rank} end
-return {-1, 0}
+return answer(place, s)

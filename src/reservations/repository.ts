@@ -149,12 +149,14 @@ export function createReservationRepository(db: Kysely<Database>) {
       return { reservationId: reservation.id, paymentId: Number(payment.insertId), amount, point }
     },
 
-    /** How many live holds the user has, in every concert: the queue slot is kept while any is left. */
-    async liveHolds(userId: number): Promise<number> {
+    /** How many live holds the user has in the concert: its queue slot is kept while any is left. */
+    async liveHolds(userId: number, concertId: number): Promise<number> {
       const row = await db
         .selectFrom('reservations')
+        .innerJoin('concert_details', 'concert_details.id', 'reservations.concert_detail_id')
         .select((eb) => eb.fn.countAll<number>().as('holds'))
-        .where('user_id', '=', userId)
+        .where('reservations.user_id', '=', userId)
+        .where('concert_details.concert_id', '=', concertId)
         .where(reservationIsLiveHold)
         .executeTakeFirstOrThrow()
       return Number(row.holds)

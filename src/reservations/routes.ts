@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { assertSameUser } from '../plugins/auth.js'
 import { perUserRateLimit } from '../plugins/rate-limit.js'
 import { createReservationRepository } from './repository.js'
-import { Hold, Payment, holdSchema, paySchema } from './schemas.js'
+import { Hold, Payment, holdSchema, paySchema, type SeatRef } from './schemas.js'
 
 const reservationRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.addSchema(Hold)
@@ -14,9 +14,11 @@ const reservationRoutes: FastifyPluginAsyncTypebox = async (app) => {
     if (freed > 0) app.log.info({ freed }, 'expired holds released')
   })
 
+  // Holding and paying need the caller active in the queue of the concert the seat belongs to.
+  const activeInSeatsConcert = app.requireActiveIn((request) => app.concertOfDetail((request.body as SeatRef).concertDetailId))
   const holdRules = { holdMs: app.config.HOLD_TTL_MS, maxHolds: app.config.MAX_HOLDS_PER_USER, cooldownMs: app.config.HOLD_COOLDOWN_MS }
   const holdLimit = perUserRateLimit(app.config.RATE_LIMIT_HOLD_PER_MIN)
-  app.patch('/concert/seat', { schema: holdSchema, preHandler: app.requireActive, config: { rateLimit: holdLimit } }, async (request) => {
+  app.patch('/concert/seat', { schema: holdSchema, preHandler: activeInSeatsConcert, config: { rateLimit: holdLimit } }, async (request) => {
     const { userId, concertDetailId, seatNo } = request.body
     assertSameUser(request, userId)
     const hold = await reservations.hold({ userId, concertDetailId, seatNo }, holdRules)
@@ -26,8 +28,8 @@ const reservationRoutes: FastifyPluginAsyncTypebox = async (app) => {
     return hold
   })
 
-  const releaseSlotWhenDone = async (userId: number) => {
-    if ((await reservations.liveHolds(userId)) === 0) await app.queue.leave(userId)
+  const releaseSlotWhenDone = async (userId: number, concertId: number) => {
+    if ((await reservations.liveHolds(userId, concertId)) === 0) await app.queue.leave(userId, concertId)
   }
 
   const payLimit = perUserRateLimit(app.config.RATE_LIMIT_PAY_PER_MIN)
@@ -39,8 +41,9 @@ const reservationRoutes: FastifyPluginAsyncTypebox = async (app) => {
     // A retry after success must get the first answer, though paying already gave up the slot.
     const replay = await app.storedResponse<Payment>(call)
     if (replay) return replay
+    const concertId = await app.concertOfDetail(concertDetailId)
     try {
-      await app.assertActive(userId)
+      await app.assertActive(request, concertId)
     } catch (error) {
       // A first call with this key may have paid and given up the slot since we looked.
       const answered = await app.storedResponse<Payment>(call)
@@ -57,8 +60,8 @@ const reservationRoutes: FastifyPluginAsyncTypebox = async (app) => {
     if (paid) app.metrics.payments.inc()
     if (paid) await app.seatMaps.invalidate(concertDetailId)
     request.log.info({ ...ref, ...payment }, 'reservation paid')
-    // Once no hold is left to pay for, free the slot so the next user in line can be admitted.
-    await releaseSlotWhenDone(userId).catch((error) => request.log.warn({ err: error, userId }, 'could not release queue slot'))
+    // Once no hold in this concert is left to pay for, free the slot for the next user in line.
+    await releaseSlotWhenDone(userId, concertId).catch((error) => request.log.warn({ err: error, userId }, 'could not release queue slot'))
     return payment
   })
 }

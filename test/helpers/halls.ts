@@ -2,11 +2,11 @@ import type { Kysely } from 'kysely'
 import type { Database } from '../../src/db/schema.js'
 import { addSeats } from '../../src/db/seed.js'
 
-/** A second concert beside the seeded one, for halls of any size: CPU-heavy seat maps. */
+/** The second seeded concert (created here too when missing), for halls of any size: CPU-heavy seat maps. */
 export const HALL_CONCERT_ID = 2
 
 export async function addHallConcert(db: Kysely<Database>): Promise<void> {
-  await db.insertInto('concerts').values({ id: HALL_CONCERT_ID, title: 'Seatrush Arena', artist: 'The Queue', venue: 'Large Hall' }).execute()
+  await db.insertInto('concerts').ignore().values({ id: HALL_CONCERT_ID, title: 'Seatrush Arena', artist: 'The Queue', venue: 'Large Hall' }).execute()
 }
 
 /** A new dated option of `concertId`, two months out, with `seats` seats; answers its id. */
