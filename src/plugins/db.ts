@@ -12,6 +12,7 @@ declare module 'fastify' {
     dbPool: Pool
     /** For reads that may be a little stale: MYSQL_REPLICA_URL while it keeps up, else `db`. */
     dbRead: Kysely<Database>
+    /** Where `dbRead` sends reads now, and the replica's lag at its last check. */
     replicaStatus: () => ReplicaStatus
   }
 }
