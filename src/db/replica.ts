@@ -112,7 +112,7 @@ export function createReadDb(primary: Kysely<Database>, primaryPool: Pool, confi
     close: async () => {
       clearInterval(timer)
       await db.destroy()
-      await new Promise<void>((done) => heartbeatPool.end(() => done()))
+      await Promise.all([heartbeatPool, replicaPool].map((pool) => new Promise<void>((done) => pool.end(() => done()))))
     },
   }
 }
@@ -161,10 +161,8 @@ class ReadRoutingDriver implements Driver {
     else await this.primary.releaseConnection(connection as never)
   }
 
-  /** Ends the replica's pool; the primary's belongs to `db`. */
-  async destroy(): Promise<void> {
-    await this.replica.destroy()
-  }
+  /** Nothing: the primary's pool belongs to `db`, the replica's to `createReadDb`, which ends it. */
+  async destroy(): Promise<void> {}
 }
 
 /** A replica connection whose failed reads are run again on the primary (reads are safe to repeat). */

@@ -14,6 +14,7 @@ declare module 'fastify' {
     dbQueue: SheddingPool
     /** For reads that may be a little stale: MYSQL_REPLICA_URL while it keeps up, else `db`. */
     dbRead: Kysely<Database>
+    /** Where `dbRead` sends reads now, and the replica's lag at its last check. */
     replicaStatus: () => ReplicaStatus
   }
 }

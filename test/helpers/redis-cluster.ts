@@ -190,12 +190,15 @@ export async function queueLines(redis: RedisClient, prefix: string): Promise<Qu
 
 /**
  * The queue's invariants in one reading of each line: nobody is both waiting and active, and no
- * more than `maxActive` are active. Both sets of a line share a slot, so ZINTERCARD works on a Cluster.
+ * more than `maxActive` hold a live active slot (scored by its expiry, counted from Redis' own
+ * clock). Both sets of a line share a slot, so ZINTERCARD works on a Cluster.
  */
 export async function queueViolations(redis: RedisClient, prefix: string, maxActive: number): Promise<string[]> {
   const problems: string[] = []
   for (const line of await queueLines(redis, prefix)) {
-    const [both, active] = await Promise.all([redis.zintercard(2, line.waiting, line.active), redis.zcard(line.active)])
+    const [seconds, micros] = await redis.time()
+    const now = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000)
+    const [both, active] = await Promise.all([redis.zintercard(2, line.waiting, line.active), redis.zcount(line.active, `(${now}`, '+inf')])
     if (both > 0) problems.push(`${both} users both waiting and active in ${line.active}`)
     if (active > maxActive) problems.push(`${active} active in ${line.active}, above ${maxActive}`)
   }
