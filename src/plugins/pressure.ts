@@ -9,8 +9,6 @@ import { overloaded } from './errors.js'
 declare module 'fastify' {
   interface FastifyInstance {
     shedding: {
-      /** Whether the worker refuses new requests now. */
-      readonly overloaded: boolean
       /** Requests answered 503 SERVICE_OVERLOADED so far, at the door or waiting for MySQL. */
       readonly rejected: number
     }
@@ -64,17 +62,17 @@ export default fp(
       let due = performance.now() + SHED_SAMPLE_MS
       const timer = setInterval(() => {
         const now = performance.now()
-        loop.observe(Math.max(0, now - due), now)
+        const lag = Math.max(0, now - due)
+        // A turn within the target is the loop's queue draining: nothing waited too long.
+        if (lag <= loop.targetMs) loop.drained()
+        else loop.observe(lag, now)
         due = now + SHED_SAMPLE_MS
       }, SHED_SAMPLE_MS).unref()
       app.addHook('onClose', async () => clearInterval(timer))
     }
-    const isOverloaded = () => loop.overloaded || app.dbQueue.overloaded
+    const isOverloaded = () => loop.overloaded || app.dbQueue.standing
 
     app.decorate('shedding', {
-      get overloaded() {
-        return isOverloaded()
-      },
       get rejected() {
         return answered
       },
