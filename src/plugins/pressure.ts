@@ -21,11 +21,11 @@ const overloadedJson = JSON.stringify(overloaded)
 /**
  * Sheds load with a fast 503 + Retry-After instead of queueing work a client will not wait for.
  * The event loop and the wait for a MySQL connection (SheddingPool) each run CoDel: waits that
- * stay above SHED_TARGET_MS for SHED_INTERVAL_MS mean a standing queue, and while either queue
- * stands every new request is refused at the door, before routing; one wait under the target
- * reopens it. A burst that drains within the target is served whole. The heap (and, if set,
- * event-loop utilization) is left to @fastify/under-pressure. SHED_LOAD=false never sheds (the
- * lab's "no protection" run).
+ * stay above SHED_TARGET_MS for SHED_INTERVAL_MS mean a standing queue. While the loop's queue
+ * stands, or the pool's stands and is not moving, new requests are refused at the door before
+ * routing. A burst that drains within the target plus the interval is served whole. The heap
+ * (and, if set, event-loop utilization) is left to @fastify/under-pressure. SHED_LOAD=false
+ * never sheds (the lab's "no protection" run).
  */
 export default fp(
   async function pressure(app) {
