@@ -95,10 +95,11 @@ interface Waiter {
 
 /**
  * The pool Kysely takes connections from, timing each wait for one (CoDel on the wait queue).
- * Every SHED_SAMPLE_MS the oldest waiter's wait is observed; once waits stayed above the target
- * for the interval, a waiter that has waited a sample period is refused with
- * PoolOverloadedError, so a standing queue turns into fast 503s while a burst that drains within
- * the target is served whole. Without `shed` it only passes requests through.
+ * Every SHED_SAMPLE_MS the oldest waiter's wait is observed. Once waits stayed above the target
+ * for the interval the pool is overloaded until its queue empties, and meanwhile a waiter that
+ * has waited a sample period is refused with PoolOverloadedError: a standing queue turns into
+ * fast 503s and stays short, while a burst that drains within the target is served whole.
+ * Without `shed` it only passes requests through.
  */
 export class SheddingPool implements MysqlPool {
   readonly #codel: Codel | undefined
@@ -115,9 +116,13 @@ export class SheddingPool implements MysqlPool {
     this.#timer = setInterval(() => this.#sample(), SHED_SAMPLE_MS).unref()
   }
 
-  /** Whether the wait queue is standing (the worker should refuse new work). */
-  get overloaded(): boolean {
-    return this.#codel?.overloaded ?? false
+  /**
+   * Whether a new request would be refused a connection: the pool is overloaded and its queue is
+   * not moving within the short timeout. The worker then sheds it before it does any work.
+   */
+  get standing(): boolean {
+    if (!this.#codel?.overloaded) return false
+    return performance.now() - this.#oldestSince() > SHED_SAMPLE_MS
   }
 
   getConnection(callback: (error: unknown, connection: MysqlPoolConnection) => void): void {
@@ -136,11 +141,16 @@ export class SheddingPool implements MysqlPool {
     this.pool.end(callback)
   }
 
+  #oldestSince(): number {
+    const oldest = this.#waiters.values().next().value as Waiter | undefined
+    return oldest?.since ?? Infinity
+  }
+
   #sample(): void {
     const codel = this.#codel!
     const now = performance.now()
-    const oldest = this.#waiters.values().next().value as Waiter | undefined
-    codel.observe(oldest ? now - oldest.since : 0, now)
+    if (this.#waiters.size === 0) codel.drained()
+    else codel.observe(now - this.#oldestSince(), now)
     if (!codel.overloaded) return
     for (const waiter of this.#waiters) {
       // Arrival order: everyone after a waiter younger than a sample period is younger still.

@@ -1,9 +1,9 @@
 /**
  * Controlled delay (CoDel), as Facebook applies it to server queues ("Fail at Scale", ACM Queue
- * 2015): a queue is overloaded when what waits in it has waited longer than `targetMs` for at
+ * 2015): a queue is overloaded once what waits in it has waited longer than `targetMs` for at
  * least `intervalMs` without a break, that is, a standing queue rather than a burst draining.
- * One sojourn at or under the target ends the overload. Bursts that drain within the target are
- * served whole; only a queue that stays long sheds.
+ * The overload lasts until the queue drains (the owner calls `drained`): while it lasts, waiters
+ * get a short timeout, so the queue stays short instead of growing back to the target.
  */
 export class Codel {
   /** When sojourns went above the target, or undefined while they are under it. */
@@ -19,11 +19,16 @@ export class Codel {
   observe(sojournMs: number, now: number): void {
     if (sojournMs <= this.targetMs) {
       this.#aboveSince = undefined
-      this.#overloaded = false
       return
     }
     this.#aboveSince ??= now
     if (now - this.#aboveSince >= this.intervalMs) this.#overloaded = true
+  }
+
+  /** Nothing waits any more: the overload, if any, is over. */
+  drained(): void {
+    this.#aboveSince = undefined
+    this.#overloaded = false
   }
 
   get overloaded(): boolean {
@@ -31,5 +36,5 @@ export class Codel {
   }
 }
 
-/** How often the queues are sampled; in the overloaded state a waiter gets one sample period. */
+/** How often the queues are sampled; in the overloaded state a waiter gets one sample period (FB's short timeout). */
 export const SHED_SAMPLE_MS = 10
