@@ -183,7 +183,8 @@ t.test('a worker SIGKILLed under booking traffic is replaced; no payment is lost
 t.test('SIGTERM under concurrent payments: in-flight payments finish, new ones are turned away, exit 0', { timeout: 60_000 }, async (t) => {
   const inFlight = range(1, 24)
   const late = range(25, 12)
-  const config = testConfig({ ...OPEN_QUEUE, ...NO_RATE_LIMITS, ...ONE_SEAT_EACH, WORKERS: 2, SEED_USERS: 36, SHUTDOWN_TIMEOUT_MS: 8000 })
+  // debug: each worker logs every request it receives, so the test sees where the payments are.
+  const config = testConfig({ ...OPEN_QUEUE, ...NO_RATE_LIMITS, ...ONE_SEAT_EACH, WORKERS: 2, SEED_USERS: 36, SHUTDOWN_TIMEOUT_MS: 8000, LOG_LEVEL: 'debug' })
   const db = await prepareTestData(t, config)
   const server = await startServer(t, config)
   const seat = (userId: number) => ({ userId, concertDetailId: 1 + (userId % 4), seatNo: userId })
@@ -207,7 +208,18 @@ t.test('SIGTERM under concurrent payments: in-flight payments finish, new ones a
   await locker.query('START TRANSACTION')
   await locker.query('SELECT id FROM users WHERE id BETWEEN ? AND ? FOR UPDATE', [inFlight[0], inFlight.at(-1)])
   let answered = 0
+  const paymentsFrom = server.logs.length
   const payments = inFlight.map((userId) => pay(userId).finally(() => answered++))
+  // What the test needs before SIGTERM, however the connections were spread and however slow
+  // the machine: every payment received by a worker (so none is still on its way to be turned
+  // away), payments in flight on every worker, and the balance lock holding at least one.
+  const paymentsReceived = () => {
+    const pids = server.logs
+      .slice(paymentsFrom)
+      .filter((line) => line.msg === 'incoming request' && (line.req as { url?: string } | undefined)?.url === '/concert/reservation/days')
+      .map((line) => line.pid)
+    return { count: pids.length, workers: new Set(pids) }
+  }
   // The app's connections to this database that sit in the debit (PROCESSLIST is live, where
   // INNODB_TRX is a cache that frequent polling keeps stale).
   const blockedInDebit = async () => {
@@ -216,13 +228,12 @@ t.test('SIGTERM under concurrent payments: in-flight payments finish, new ones a
     )
     return Number((rows as { n: number }[])[0]!.n)
   }
-  // One worker's pool holds MYSQL_POOL_SIZE connections, so one more blocked payment means both
-  // workers have payments inside their transaction (the rest wait for a pool connection).
-  const bothWorkers = config.MYSQL_POOL_SIZE + 1
-  const waitDeadline = Date.now() + 15_000
-  while ((await blockedInDebit()) < bothWorkers && Date.now() < waitDeadline) await delay(100)
-  const blocked = await blockedInDebit()
-  t.ok(blocked >= bothWorkers, `both workers have payments blocked inside their transaction (${blocked})`)
+  await waitFor('every payment to be received, by both workers', () => {
+    const { count, workers } = paymentsReceived()
+    return count === inFlight.length && server.workerPids.every((pid) => workers.has(pid))
+  }, { timeoutMs: 30_000 })
+  await waitFor('a payment blocked inside its debit', async () => (await blockedInDebit()) > 0, { timeoutMs: 30_000 })
+  t.equal(answered, 0, `all ${inFlight.length} payments are in flight, on both workers`)
 
   const mark = server.logs.length
   const signalledAt = Date.now()

@@ -4,23 +4,46 @@ import pino from 'pino'
 import { AggregatorRegistry } from 'prom-client'
 import { configToEnv, type Config } from '../config.js'
 import { prepareDatabase } from '../db/prepare.js'
-import { discoverServices } from './services.js'
+import { discoverServices, type Services } from './services.js'
 import { DEVELOPMENT_SECRET_FILE, developmentIdentitySecret, needsDevelopmentSecret } from './identity-secret.js'
 import type { PrimaryMessage, WorkerMessage } from './worker.js'
 
 /**
  * The cluster primary supervises and nothing else: it finds MySQL and Redis, prepares the
  * database once, forks WORKERS workers, replaces any that die, and drains them all on
- * SIGTERM/SIGINT before stopping the private services it started.
+ * SIGTERM/SIGINT before stopping the private services it started. `stopRequested`: a signal
+ * came while the modules were loading.
  */
-export async function runPrimary(config: Config): Promise<void> {
+export async function runPrimary(config: Config, stopRequested = false): Promise<void> {
   const log = pino({ level: config.LOG_LEVEL, base: { role: 'primary', pid: process.pid } })
-  const services = await discoverServices({
-    mysqlUrl: config.MYSQL_URL,
-    redisUrl: config.REDIS_URL,
-    embedded: config.EMBEDDED_SERVICES,
-    log: (message) => log.info(message),
-  })
+  // A signal is honoured from the first instant: during start-up it cancels the start (a wait for
+  // a private database is cut short, a migration or seed runs to its end), stops the private
+  // services already started and exits 0; once workers are forked it drains them.
+  const startup = new AbortController()
+  let shutdown: ((signal: string) => Promise<void>) | undefined
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (shutdown) return void shutdown(signal)
+    if (!startup.signal.aborted) log.info({ signal }, 'stopping during start-up')
+    startup.abort()
+  }
+  process.on('SIGTERM', onSignal)
+  process.on('SIGINT', onSignal)
+  if (stopRequested) onSignal('SIGTERM')
+
+  let services: Services
+  try {
+    services = await discoverServices({
+      mysqlUrl: config.MYSQL_URL,
+      redisUrl: config.REDIS_URL,
+      embedded: config.EMBEDDED_SERVICES,
+      log: (message) => log.info(message),
+      signal: startup.signal,
+    })
+  } catch (error) {
+    if (!startup.signal.aborted) throw error
+    return exitDuringStartup(log)
+  }
+  if (startup.signal.aborted) return exitDuringStartup(log, services)
   log.info({ mysql: services.origin.mysql, redis: services.origin.redis }, 'services found')
 
   const workerConfig: Config = {
@@ -44,8 +67,15 @@ export async function runPrimary(config: Config): Promise<void> {
     )
   }
 
-  const { applied } = await prepareDatabase(workerConfig)
-  log.info({ migrations: applied, seedUsers: config.SEED_USERS, seatsPerDetail: config.SEATS_PER_DETAIL }, 'database ready')
+  let prepared: Awaited<ReturnType<typeof prepareDatabase>>
+  try {
+    prepared = await prepareDatabase(workerConfig)
+  } catch (error) {
+    await services.stop()
+    throw error
+  }
+  if (startup.signal.aborted) return exitDuringStartup(log, services)
+  log.info({ migrations: prepared.applied, seedUsers: config.SEED_USERS, seatsPerDetail: config.SEATS_PER_DETAIL }, 'database ready')
 
   const env = configToEnv(workerConfig)
   let shuttingDown = false
@@ -96,9 +126,7 @@ export async function runPrimary(config: Config): Promise<void> {
     }, delay)
   })
 
-  for (let i = 0; i < config.WORKERS; i++) fork()
-
-  const shutdown = async (signal: string) => {
+  shutdown = async (signal: string) => {
     if (shuttingDown) return
     shuttingDown = true
     log.info({ signal }, 'draining workers')
@@ -112,7 +140,9 @@ export async function runPrimary(config: Config): Promise<void> {
               clearTimeout(force)
               done()
             })
-            if (worker.isConnected()) worker.send({ cmd: 'shutdown' } satisfies PrimaryMessage)
+            // A worker still starting may not listen for messages yet (its modules still
+            // loading): a signal reaches it at any stage, and before it serves it has nothing to drain.
+            if (listening.has(worker.id) && worker.isConnected()) worker.send({ cmd: 'shutdown' } satisfies PrimaryMessage)
             else worker.process.kill('SIGTERM')
           }),
       ),
@@ -121,6 +151,12 @@ export async function runPrimary(config: Config): Promise<void> {
     log.info('all workers drained; bye')
     process.exit(0)
   }
-  process.on('SIGTERM', () => void shutdown('SIGTERM'))
-  process.on('SIGINT', () => void shutdown('SIGINT'))
+  for (let i = 0; i < config.WORKERS; i++) fork()
+}
+
+/** Ends a start-up a signal cancelled: the private services it started are stopped first. */
+async function exitDuringStartup(log: pino.Logger, services?: Services): Promise<void> {
+  await services?.stop()
+  log.info('start-up cancelled; bye')
+  process.exit(0)
 }

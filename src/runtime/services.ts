@@ -23,6 +23,8 @@ export interface DiscoveryOptions {
   /** Folder for the private instances' data and logs. */
   dataDir?: string
   log?: (message: string) => void
+  /** Cancels the discovery: a private instance being waited for is stopped with the others. */
+  signal?: AbortSignal
 }
 
 export class ServiceDiscoveryError extends Error {
@@ -79,9 +81,10 @@ export async function freePort(): Promise<number> {
   })
 }
 
-async function waitFor(check: () => Promise<boolean>, child: ChildProcess, what: string, logFile: string, timeoutMs = 60_000) {
+async function waitFor(check: () => Promise<boolean>, child: ChildProcess, what: string, logFile: string, signal?: AbortSignal, timeoutMs = 60_000) {
   const deadline = Date.now() + timeoutMs
   while (Date.now() < deadline) {
+    if (signal?.aborted) throw new ServiceDiscoveryError(`start-up cancelled while waiting for ${what}`)
     if (child.exitCode !== null) {
       throw new ServiceDiscoveryError(`${what} exited with code ${child.exitCode}; see ${logFile}:\n${tail(logFile)}`)
     }
@@ -114,7 +117,7 @@ function stopChild(child: ChildProcess): Promise<void> {
 
 const runAsRoot = process.getuid?.() === 0
 
-async function startMysql(dataDir: string, database: string, log: (m: string) => void) {
+async function startMysql(dataDir: string, database: string, log: (m: string) => void, onStart: (child: ChildProcess) => void, signal?: AbortSignal) {
   const mariadbd = findBinary('mariadbd')
   const mysqld = mariadbd ?? findBinary('mysqld')
   if (!mysqld) return undefined
@@ -150,12 +153,13 @@ async function startMysql(dataDir: string, database: string, log: (m: string) =>
     ],
     { stdio: ['ignore', openSync(logFile, 'a'), openSync(logFile, 'a')] },
   )
+  onStart(child)
   const url = `mysql://root@127.0.0.1:${port}/${database}`
-  await waitFor(() => mysqlAnswers(url), child, `${mysqld} on port ${port}`, logFile)
+  await waitFor(() => mysqlAnswers(url), child, `${mysqld} on port ${port}`, logFile, signal)
   return { url, child, origin: `private ${mariadbd ? 'mariadbd' : 'mysqld'} on 127.0.0.1:${port} (data in ${datadir})` }
 }
 
-async function startRedis(dataDir: string) {
+async function startRedis(dataDir: string, onStart: (child: ChildProcess) => void, signal?: AbortSignal) {
   const redisServer = findBinary('redis-server')
   if (!redisServer) return undefined
   const dir = resolve(dataDir, 'redis')
@@ -169,8 +173,9 @@ async function startRedis(dataDir: string) {
   const child = spawn(redisServer, ['--port', String(port), '--bind', '127.0.0.1', ...persistence, '--dir', dir], {
     stdio: ['ignore', openSync(logFile, 'a'), openSync(logFile, 'a')],
   })
+  onStart(child)
   const url = `redis://127.0.0.1:${port}`
-  await waitFor(() => redisAnswers(url), child, `redis-server on port ${port}`, logFile)
+  await waitFor(() => redisAnswers(url), child, `redis-server on port ${port}`, logFile, signal)
   return { url, child, origin: `private redis-server on 127.0.0.1:${port}` }
 }
 
@@ -191,29 +196,35 @@ export async function discoverServices(options: DiscoveryOptions): Promise<Servi
   const stop = async () => {
     await Promise.all(children.map(stopChild))
   }
+  // Tracked from its spawn, so a child still starting is stopped with the rest on failure or cancel.
+  const started = (child: ChildProcess) => void children.push(child)
+  const cancelled = () => {
+    if (options.signal?.aborted) throw new ServiceDiscoveryError('start-up cancelled')
+  }
   try {
     let mysqlUrl = options.mysqlUrl
     let mysqlOrigin = `MYSQL_URL ${new URL(mysqlUrl).host}`
     if (!(await mysqlAnswers(mysqlUrl))) {
       const missing = `MySQL does not answer at ${new URL(mysqlUrl).host}.`
       if (options.embedded === 'never') throw new ServiceDiscoveryError(`${missing} ${HOW_TO_GET_THEM}`)
-      const started = await startMysql(dataDir, parseMysqlUrl(mysqlUrl).database, log)
-      if (!started) throw new ServiceDiscoveryError(`${missing} Neither mariadbd nor mysqld is installed. ${HOW_TO_GET_THEM}`)
-      children.push(started.child)
-      mysqlUrl = started.url
-      mysqlOrigin = started.origin
+      cancelled()
+      const mysql = await startMysql(dataDir, parseMysqlUrl(mysqlUrl).database, log, started, options.signal)
+      if (!mysql) throw new ServiceDiscoveryError(`${missing} Neither mariadbd nor mysqld is installed. ${HOW_TO_GET_THEM}`)
+      mysqlUrl = mysql.url
+      mysqlOrigin = mysql.origin
     }
+    cancelled()
 
     let redisUrl = options.redisUrl
     let redisOrigin = `REDIS_URL ${new URL(redisUrl).host}`
     if (!(await redisAnswers(redisUrl))) {
       const missing = `Redis does not answer at ${new URL(redisUrl).host}.`
       if (options.embedded === 'never') throw new ServiceDiscoveryError(`${missing} ${HOW_TO_GET_THEM}`)
-      const started = await startRedis(dataDir)
-      if (!started) throw new ServiceDiscoveryError(`${missing} redis-server is not installed. ${HOW_TO_GET_THEM}`)
-      children.push(started.child)
-      redisUrl = started.url
-      redisOrigin = started.origin
+      cancelled()
+      const redis = await startRedis(dataDir, started, options.signal)
+      if (!redis) throw new ServiceDiscoveryError(`${missing} redis-server is not installed. ${HOW_TO_GET_THEM}`)
+      redisUrl = redis.url
+      redisOrigin = redis.origin
     }
     return { mysqlUrl, redisUrl, origin: { mysql: mysqlOrigin, redis: redisOrigin }, stop }
   } catch (error) {

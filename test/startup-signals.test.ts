@@ -1,0 +1,104 @@
+import { readFileSync, readdirSync } from 'node:fs'
+import { randomBytes } from 'node:crypto'
+import t, { type Test } from 'tap'
+import { configToEnv } from '../src/config.js'
+import { freePort } from '../src/runtime/services.js'
+import { dropStore } from './helpers/store.js'
+import { testConfig } from './helpers/app.js'
+import { isAlive, spawnServer, type LogLine, type ServerChild } from './helpers/server-process.js'
+import { waitFor } from './helpers/wait.js'
+
+/** Every live process whose environment carries `marker`: the server and whatever it started. */
+function processesMarked(marker: string): { pid: number; command: string }[] {
+  const found = []
+  for (const entry of readdirSync('/proc')) {
+    if (!/^[0-9]+$/.test(entry)) continue
+    try {
+      if (!readFileSync(`/proc/${entry}/environ`, 'latin1').includes(marker)) continue
+      const command = readFileSync(`/proc/${entry}/cmdline`, 'latin1').split('\0').slice(0, 2).join(' ')
+      // A zombie has exited; only its parent's wait is missing.
+      if (readFileSync(`/proc/${entry}/stat`, 'latin1').split(') ')[1]?.startsWith('Z')) continue
+      found.push({ pid: Number(entry), command })
+    } catch {}
+  }
+  return found
+}
+
+/** Whether the process runs the server's entry yet: it names itself there (process.title). */
+const runsEntry = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, 'latin1').startsWith('seatrush-primary')
+
+interface Started {
+  server: ServerChild
+  logs: LogLine[]
+  marker: string
+  seen: (msg: string) => boolean
+}
+
+/** Starts `npm start`'s entry as a child with the test's own store; everything it started is killed at the end. */
+async function start(t: Test, overrides: Record<string, string | number> = {}, env: Record<string, string> = {}): Promise<Started> {
+  const config = testConfig({ LOG_LEVEL: 'info', WORKERS: 2, SHUTDOWN_TIMEOUT_MS: 60_000, ...overrides })
+  const marker = `SEATRUSH_STARTUP_TEST=${randomBytes(6).toString('hex')}`
+  const [name, value] = marker.split('=') as [string, string]
+  const server = spawnServer({
+    command: [process.execPath, '--import', 'tsx', 'src/main.ts'],
+    env: { ...process.env, ...configToEnv(config), PORT: String(await freePort()), HOST: '127.0.0.1', EMBEDDED_SERVICES: 'never', ...env, [name]: value },
+    detached: true,
+  })
+  const logs: LogLine[] = []
+  server.onLine((line) => logs.push(line))
+  t.teardown(async () => {
+    for (const { pid } of processesMarked(marker)) if (isAlive(pid)) process.kill(pid, 'SIGKILL')
+    await dropStore(config)
+  })
+  return { server, logs, marker, seen: (msg) => logs.some((line) => line.msg === msg) }
+}
+
+/** The primary exited 0, having served nothing, and left no process of its own behind. */
+async function assertCleanExit(t: Test, { server, marker, seen }: Started, withinMs: number) {
+  const signalledAt = Date.now()
+  process.kill(server.pid, 'SIGTERM')
+  const exit = await server.waitForExit(withinMs)
+  t.same(exit, { code: 0, signal: null }, `the primary exits 0 (${Date.now() - signalledAt} ms after SIGTERM)`)
+  t.notOk(seen('seatrush is serving'), 'it never announced serving')
+  t.notOk(seen('worker died; replacing it'), 'no worker was replaced')
+  const left = await waitFor('every process it started to be gone', () => processesMarked(marker).length === 0 || undefined, { timeoutMs: 5000 }).catch(
+    () => processesMarked(marker),
+  )
+  t.same(left, true, 'no orphan process is left')
+}
+
+t.test('SIGTERM 100 ms after the entry began to run, its modules still loading: a clean exit, no orphan', async (t) => {
+  // Node alone needs a few hundred ms to boot on a loaded machine, and a signal before any code
+  // runs takes the default action in any program; so the clock starts when the entry runs.
+  const started = await start(t)
+  await started.server.waitUntil('the entry to run', () => runsEntry(started.server.pid), 10_000)
+  const runningAt = Date.now()
+  await waitFor('100 ms to pass', () => Date.now() - runningAt >= 100)
+  t.notOk(started.logs.length, 'nothing logged yet: still loading')
+  await assertCleanExit(t, started, 30_000)
+})
+
+t.test('SIGTERM during seeding: the seed runs to its end, then a clean exit', async (t) => {
+  const started = await start(t, { SEED_USERS: 100_000 })
+  await started.server.waitUntil('the primary to begin preparing the database', () => started.seen('services found'), 30_000)
+  await assertCleanExit(t, started, 60_000)
+  t.ok(started.seen('start-up cancelled; bye'), 'the start-up was cancelled, not drained')
+})
+
+t.test("SIGTERM while the workers are still starting: they close without listening, nobody is killed at the timeout", async (t) => {
+  const started = await start(t)
+  await started.server.waitUntil('the primary to fork the workers', () => started.seen('database ready'), 30_000)
+  // SHUTDOWN_TIMEOUT_MS is 60 s: a worker that missed the stop would be SIGKILLed only after it.
+  await assertCleanExit(t, started, 30_000)
+  t.ok(started.seen('draining workers'), 'the primary drained the workers it had forked')
+})
+
+t.test('SIGTERM while a private redis-server is starting: it is stopped with the primary', async (t) => {
+  const started = await start(t, {}, { EMBEDDED_SERVICES: 'auto', REDIS_URL: `redis://127.0.0.1:${await freePort()}` })
+  await started.server.waitUntil(
+    'the private redis-server to be spawned',
+    () => processesMarked(started.marker).some((p) => p.command.includes('redis-server')),
+    30_000,
+  )
+  await assertCleanExit(t, started, 30_000)
+})
