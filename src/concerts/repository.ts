@@ -57,19 +57,7 @@ export function createConcertRepository(db: Kysely<Database>) {
       return !!(await db.selectFrom('concert_details').select('id').where('id', '=', concertDetailId).executeTakeFirst())
     },
 
-    /** Every seat of one dated option in seat order; undefined when the option does not exist. */
-    async seats(concertDetailId: number): Promise<SeatView[] | undefined> {
-      const rows = await db
-        .selectFrom('seats')
-        .select(['seat_no as seatNo', seatStatusNow.as('status')])
-        .where('concert_detail_id', '=', concertDetailId)
-        .orderBy('seat_no')
-        .execute()
-      if (rows.length === 0 && !(await this.detailExists(concertDetailId))) return undefined
-      return rows
-    },
-
-    /** The seat map with the moment its first live hold lapses; undefined when the option does not exist. */
+    /** Every seat of one dated option in seat order, and when its first live hold lapses; undefined when the option does not exist. */
     async seatMap(concertDetailId: number): Promise<Timed<SeatView[]> | undefined> {
       const rows = await db
         .selectFrom('seats')

@@ -43,8 +43,9 @@ export function createVersionedCache<K, T>(options: VersionedCacheOptions<K, T>)
 
   const keep = (key: K, entry: Entry<T>) => {
     const current = entries.get(key)
-    // A slow build must not replace what a build at a later version stored meanwhile.
-    if (current && Number(current.version) > Number(entry.version)) return
+    // A slow build must not replace what a build at a later version stored meanwhile (versions
+    // only grow; were Redis emptied, the later one expires within maxAgeMs and is replaced).
+    if (current && Date.now() < current.expiresAt && Number(current.version) > Number(entry.version)) return
     if (!current && entries.size >= maxEntries) entries.delete(entries.keys().next().value as K)
     entries.set(key, entry)
   }
