@@ -175,14 +175,16 @@ export function createReservationRepository(db: Kysely<Database>) {
         // so a hold on any other seat never waits for the sweeper.
         const ids = (await lapsedHolds(db, Math.min(batchSize, limit - freed)).execute()).map((row) => row.id)
         if (ids.length === 0) break
-        freed += await inTransaction(db, async (trx) => {
-          // Locked by primary key alone (a range on another index would lock its gaps too), and
-          // re-checked under the lock: a seat retaken since the read is live again and stays.
+        const batchFreed = await inTransaction(db, async (trx) => {
+          // Locked by primary key alone (a range on another index would lock its gaps too) and
+          // re-checked under the lock: a seat retaken since the read is live again and stays. A
+          // seat locked by a hold or another sweep is skipped, never waited for.
           const locked = await trx
             .selectFrom('seats')
             .select(['id', 'reservation_id', holdHasLapsed.as('lapsed')])
             .where('id', 'in', ids)
             .forUpdate()
+            .skipLocked()
             .execute()
           const seats = locked.filter((seat) => Number(seat.lapsed) === 1)
           if (seats.length === 0) return 0
@@ -202,7 +204,9 @@ export function createReservationRepository(db: Kysely<Database>) {
             .execute()
           return seats.length
         })
-        if (ids.length < batchSize) break
+        freed += batchFreed
+        // A batch all locked elsewhere is left to the next call rather than read again at once.
+        if (ids.length < batchSize || batchFreed === 0) break
       }
       return freed
     },
