@@ -23,6 +23,13 @@ export const endpointTitle = (endpoint: Pick<Endpoint, 'name' | 'variant'>) =>
   endpoint.variant ? `${endpoint.name} (${endpoint.variant})` : endpoint.name
 
 const auth = (fixture: Fixture, userId: number) => bearer(fixture.tokens[userId]!)
+const identity = (fixture: Fixture, userId: number) => bearer(fixture.identities[userId]!)
+
+/** A call that acts for a random user, with that user's identity token. */
+function asRandomUser(fixture: Fixture, request: (userId: number) => HttpRequest): HttpRequest {
+  const userId = randomUser(fixture)
+  return { ...request(userId), headers: identity(fixture, userId) }
+}
 
 const get = (path: string, headers?: Record<string, string>): HttpRequest => ({ method: 'GET', path, headers })
 
@@ -43,9 +50,13 @@ const randomHold = (fixture: Fixture): Hold => ({
 export const steps = {
   concert: (fixture: Fixture): RequestStep => ({ next: () => get(`/concert/${fixture.concertId}`) }),
   options: (fixture: Fixture): RequestStep => ({ next: () => get(`/concerts/${fixture.concertId}`) }),
-  point: (fixture: Fixture): RequestStep => ({ next: () => get(`/point/${randomUser(fixture)}`) }),
-  charge: (fixture: Fixture): RequestStep => ({ next: () => ({ method: 'PATCH', path: '/point', json: { userId: randomUser(fixture), charge: 1000 } }) }),
-  join: (fixture: Fixture): RequestStep => ({ next: () => ({ method: 'POST', path: '/concert/wait', json: { userId: randomUser(fixture) } }) }),
+  point: (fixture: Fixture): RequestStep => ({ next: () => asRandomUser(fixture, (userId) => get(`/point/${userId}`)) }),
+  charge: (fixture: Fixture): RequestStep => ({
+    next: () => asRandomUser(fixture, (userId) => ({ method: 'PATCH', path: '/point', json: { userId, charge: 1000 } })),
+  }),
+  join: (fixture: Fixture): RequestStep => ({
+    next: () => asRandomUser(fixture, (userId) => ({ method: 'POST', path: '/concert/wait', json: { userId } })),
+  }),
   seatMap: (fixture: Fixture): RequestStep => ({ next: () => get(`/concert/seats/${randomDetail(fixture)}`, auth(fixture, randomUser(fixture))) }),
   hallSeatMap: (fixture: Fixture, view = 'full'): RequestStep => ({
     next: () => get(`/concert/seats/${fixture.hall.concertDetailId}?view=${view}`, auth(fixture, randomUser(fixture))),

@@ -4,6 +4,7 @@ import { prepareDatabase } from '../../src/db/prepare.js'
 import { SEED_CONCERT_ID } from '../../src/db/seed.js'
 import { HALL_CONCERT_ID, addHall, addHallConcert } from '../../test/helpers/halls.js'
 import { range } from '../../test/helpers/lists.js'
+import { identityToken } from '../../test/helpers/jwt.js'
 import { activeTokens } from '../../test/helpers/queue.js'
 import { dropStore } from '../../test/helpers/store.js'
 
@@ -18,6 +19,8 @@ export interface Fixture {
   users: number
   /** tokens[userId]: that user's queue token, filled in by `admitAll`. */
   tokens: string[]
+  /** identities[userId]: that user's identity token, as the platform's login would issue it. */
+  identities: string[]
   concertId: number
   concertDetailIds: number[]
   seatsPerDetail: number
@@ -51,6 +54,7 @@ export async function resetLab(config: Config, hallSeats: number): Promise<Fixtu
     return {
       users: config.SEED_USERS,
       tokens: [],
+      identities: range(0, config.SEED_USERS + 1).map((userId) => identityToken(userId)),
       concertId: SEED_CONCERT_ID,
       concertDetailIds: details.map((detail) => detail.id),
       seatsPerDetail: config.SEATS_PER_DETAIL,

@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url'
 import { configToEnv, loadConfig, type Config } from '../../src/config.js'
 import { freePort } from '../../src/runtime/services.js'
 import { spawnServer, type LogLine, type ServerChild } from '../../test/helpers/server-process.js'
+import { TEST_IDENTITY_SECRET } from '../../test/helpers/jwt.js'
 import { ownStore } from '../../test/helpers/store.js'
 import { compiledServers, type Build } from './build.js'
 import { childPids, pidsByName } from './proc.js'
@@ -57,6 +58,8 @@ export function labConfig(name: string, users: number, settings: Settings): Conf
     ...ownStore('bench', name),
     REDIS_URL: process.env.REDIS_URL,
     TOKEN_SECRET: 'seatrush-bench-secret-not-for-production',
+    // The lab plays the platform's login as the tests do: it mints its users' identity tokens.
+    IDENTITY_JWT_SECRET: TEST_IDENTITY_SECRET,
     EMBEDDED_SERVICES: 'never',
     LOG_LEVEL: 'warn',
     HOST: '127.0.0.1',
@@ -70,17 +73,20 @@ export function labConfig(name: string, users: number, settings: Settings): Conf
         ACTIVE_TTL_MS: 3_600_000,
         RATE_LIMIT_WAIT_PER_MIN: 0,
         RATE_LIMIT_PAY_PER_MIN: 0,
+        RATE_LIMIT_HOLD_PER_MIN: 0,
         ...settings,
       }).map(([key, value]) => [key, String(value)]),
     ),
   })
 }
 
-/** The settings of `config` that differ from the defaults (the secret left out), for the report. */
+const SECRETS = ['TOKEN_SECRET', 'IDENTITY_JWT_SECRET']
+
+/** The settings of `config` that differ from the defaults (the secrets left out), for the report. */
 export function changedSettings(config: Config): Settings {
   const defaults: Record<string, unknown> = loadConfig({})
   return Object.fromEntries(
-    Object.entries(config).filter(([key, value]) => key !== 'TOKEN_SECRET' && (key === 'WORKERS' || value !== defaults[key])),
+    Object.entries(config).filter(([key, value]) => !SECRETS.includes(key) && (key === 'WORKERS' || value !== defaults[key])),
   ) as Settings
 }
 
