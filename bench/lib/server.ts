@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url'
 import { configToEnv, loadConfig, type Config } from '../../src/config.js'
 import { freePort } from '../../src/runtime/services.js'
 import { spawnServer, type LogLine, type ServerChild } from '../../test/helpers/server-process.js'
+import { TEST_IDENTITY_SECRET } from '../../test/helpers/jwt.js'
 import { ownStore } from '../../test/helpers/store.js'
 import { compiledServers, type Build } from './build.js'
 import { childPids, pidsByName } from './proc.js'
@@ -57,6 +58,8 @@ export function labConfig(name: string, users: number, settings: Settings): Conf
     ...ownStore('bench', name),
     REDIS_URL: process.env.REDIS_URL,
     TOKEN_SECRET: 'seatrush-bench-secret-not-for-production',
+    // The lab signs its users' identity tokens as the tests do (test/helpers/jwt.ts).
+    IDENTITY_JWT_SECRET: TEST_IDENTITY_SECRET,
     EMBEDDED_SERVICES: 'never',
     LOG_LEVEL: 'warn',
     HOST: '127.0.0.1',
@@ -80,7 +83,7 @@ export function labConfig(name: string, users: number, settings: Settings): Conf
 export function changedSettings(config: Config): Settings {
   const defaults: Record<string, unknown> = loadConfig({})
   return Object.fromEntries(
-    Object.entries(config).filter(([key, value]) => key !== 'TOKEN_SECRET' && (key === 'WORKERS' || value !== defaults[key])),
+    Object.entries(config).filter(([key, value]) => key !== 'TOKEN_SECRET' && key !== 'IDENTITY_JWT_SECRET' && (key === 'WORKERS' || value !== defaults[key])),
   ) as Settings
 }
 
@@ -142,6 +145,8 @@ export interface RunningServer {
   url: string
   /** The workers now: a dead worker's replacement shows up here after `findWorkers`. */
   workerPids: number[]
+  /** The primary and the workers: with WORKERS=1 the primary serves requests itself. */
+  allPids: () => number[]
   /** Workers the primary reported dead so far ("worker died; replacing it"). */
   deaths: () => number
   findWorkers: () => number[]
@@ -182,9 +187,12 @@ const isReadyLine = (line: LogLine) => /^seatrush: \d+ workers? on /.test(line.r
 // The app's primary logs this (pino, stdout) and the references' primary prints "worker ... died".
 const isDeathLine = (line: LogLine) => /worker died; replacing it|: worker \d+ died/.test(line.raw)
 
-/** Node children of the primary (tsx may add an esbuild helper beside them). */
+/**
+ * Node children of the primary (tsx may add an esbuild helper beside them). The app names its
+ * processes (process.title "seatrush-worker", which /proc shows cut to 15 characters).
+ */
 function workersOf(primaryPid: number): number[] {
-  const nodes = new Set(pidsByName(/^node/))
+  const nodes = new Set(pidsByName(/^(node|seatrush-)/))
   return childPids(primaryPid).filter((pid) => nodes.has(pid))
 }
 
@@ -210,6 +218,7 @@ export async function startServer(kind: ServerKind, config: Config, options: Sta
     kind,
     url: `http://127.0.0.1:${port}`,
     workerPids: [],
+    allPids: () => [child.pid, ...server.workerPids],
     deaths: () => deaths,
     findWorkers: () => {
       server.workerPids = workersOf(child.pid)
