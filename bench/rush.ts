@@ -7,7 +7,6 @@
  * read the report.
  */
 import { randomInt } from 'node:crypto'
-import { setMaxListeners } from 'node:events'
 import { setTimeout as delay } from 'node:timers/promises'
 import { Redis } from 'ioredis'
 import { createConnection } from 'mysql2/promise'
@@ -245,14 +244,28 @@ await runLab<RushRow>('rush', async ({ flags, pinning, progress }) => {
 
     const samples: Sample[] = []
     let stopped = false
-    const stopping = new AbortController()
-    // Every sleeping user listens for the end.
-    setMaxListeners(0, stopping.signal)
+    // Sleeping users, woken all at once at the end (a Set: O(1) per sleep with 20,000 asleep).
+    const sleeping = new Set<{ timer: NodeJS.Timeout; wake: () => void }>()
     const stop = () => {
       stopped = true
-      stopping.abort()
+      for (const sleeper of sleeping) {
+        clearTimeout(sleeper.timer)
+        sleeper.wake()
+      }
+      sleeping.clear()
     }
-    const sleep = (ms: number) => delay(ms, undefined, { signal: stopping.signal }).catch(() => {})
+    const sleep = (ms: number) =>
+      new Promise<void>((wake) => {
+        if (stopped) return wake()
+        const sleeper = {
+          wake,
+          timer: setTimeout(() => {
+            sleeping.delete(sleeper)
+            wake()
+          }, ms),
+        }
+        sleeping.add(sleeper)
+      })
     const call = async (name: Call, method: string, path: string, options: { body?: unknown; headers?: Record<string, string> }): Promise<Answer> => {
       const answer = await client.send(method, path, options)
       samples.push({ call: name, t: since(answer.at), ms: answer.ms, status: answer.status })
