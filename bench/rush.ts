@@ -25,7 +25,7 @@ import { keepAliveClient, type Answer } from './lib/keepalive.js'
 import { runLab } from './lib/lab.js'
 import { all2xx, callStats, percentile, statusText, type CallStats } from './lib/latency.js'
 import { startMysqlCounter, type MysqlCommands } from './lib/mysql-counter.js'
-import { DATABASE_NAMES, REDIS_NAMES, findService, startCpuMeter } from './lib/proc.js'
+import { DATABASE_NAMES, REDIS_NAMES, findService, listenDrops, startCpuMeter } from './lib/proc.js'
 import { formatNumber, type Table } from './lib/report.js'
 import { labConfig, startServer, type Pinning } from './lib/server.js'
 
@@ -45,7 +45,9 @@ const CALLS: Call[] = ['join', 'poll', 'seat map', 'hold', 'pay', 'leave']
 interface Fairness {
   /** Users in line at the opening whose admission the lab saw. */
   compared: number
-  /** Users admitted and gone before the lab saw them (left out of the comparison). */
+  /** Users in line at the opening not admitted before the end (the hall sold out first). */
+  notAdmitted: number
+  /** Admissions the lab did not see: admitted and gone (paid and left) between two reads. */
   unseen: number
   /** How many places each user's admission strayed from their place at the opening (0 inside their tick's batch). */
   meanDisplacement: number
@@ -67,6 +69,8 @@ interface RushRow {
   mysql: MysqlCommands & { joins: number; statementsPerJoin: number; globalQuestions: number }
   /** CPU% (100 = one core) over the phase. */
   cpu: { app: number; mysql: number; redis: number; loadGenerator: number }
+  /** burst: connections the kernel dropped because a listen queue was full (machine-wide). */
+  listenDrops?: number
   sellOutS?: number | null
   sold?: number
   soldTwice?: number
@@ -135,10 +139,12 @@ async function joinBurst(base: Config, users: number, connections: number, pinni
     const questionsBefore = await globalQuestions(config)
     const cpu = startCpuMeter({ app: server.allPids(), ...stores(config), loadGenerator: [process.pid] })
     progress(`join burst: ${users} users through ${connections} connections`)
+    const dropsBefore = listenDrops()
     const started = performance.now()
     const answers = await eachConcurrently(requests, connections, (request) => client.send(request.method, request.path, request.options))
     const durationS = (performance.now() - started) / 1000
     const used = cpu()
+    const drops = listenDrops() - dropsBefore
     const after = counter.counts()
     const questions = (await globalQuestions(config)) - questionsBefore
     const join = callStats(answers)
@@ -154,6 +160,7 @@ async function joinBurst(base: Config, users: number, connections: number, pinni
       calls: { join },
       mysql: { statements, commands: after.commands - before.commands, joins: users, statementsPerJoin: statements / users, globalQuestions: questions },
       cpu: cpuOf(used),
+      listenDrops: drops,
     }
   } finally {
     client.close()
@@ -164,7 +171,7 @@ async function joinBurst(base: Config, users: number, connections: number, pinni
 }
 
 /** Each user's place at the opening against the order the queue admitted them in (see docs/lab.md). */
-function fairness(lineAtOpening: string[], admittedAt: Map<string, number>): Fairness {
+function fairness(lineAtOpening: string[], admittedAt: Map<string, number>, admissions: number): Fairness {
   // Ranks of admission: users admitted in one tick share its range of ranks.
   const line = lineAtOpening.filter((user) => admittedAt.has(user))
   const byTime = [...line].sort((a, b) => admittedAt.get(a)! - admittedAt.get(b)!)
@@ -184,7 +191,8 @@ function fairness(lineAtOpening: string[], admittedAt: Map<string, number>): Fai
   const sorted = [...displacements].sort((a, b) => a - b)
   return {
     compared: line.length,
-    unseen: lineAtOpening.length - line.length,
+    notAdmitted: lineAtOpening.length - line.length - Math.max(0, admissions - admittedAt.size),
+    unseen: Math.max(0, admissions - admittedAt.size),
     meanDisplacement: displacements.reduce((sum, d) => sum + d, 0) / Math.max(1, displacements.length),
     p99Displacement: percentile(sorted, 0.99),
     maxDisplacement: sorted.at(-1) ?? 0,
@@ -401,7 +409,8 @@ await runLab<RushRow>('rush', async ({ flags, pinning, progress }) => {
     stop()
     const used = cpu()
     await sampleAdmissions()
-    timeline.push({ t: since(performance.now()), admitted: Number((await redis.get(keys.admissions)) ?? 0), sold })
+    const admissions = Number((await redis.get(keys.admissions)) ?? 0)
+    timeline.push({ t: since(performance.now()), admitted: admissions, sold })
     const countsAtEnd = counter.counts()
     progress(`rush: ${soldOutAt ? `sold out ${since(soldOutAt).toFixed(1)} s after the opening` : `${sold} of ${hallSeats} seats sold when it stopped`}`)
 
@@ -422,7 +431,7 @@ await runLab<RushRow>('rush', async ({ flags, pinning, progress }) => {
     }
     const joinEnd = joinBurstEnd ?? { at: performance.now(), counts: countsAtEnd, questions: globalQuestions(config) }
     const joinStatements = joinEnd.counts.statements - countsAtStart.statements
-    const fair = fairness(lineAtOpening, admittedAt)
+    const fair = fairness(lineAtOpening, admittedAt, admissions)
     const rush: RushRow = {
       phase: 'rush',
       users,
@@ -472,7 +481,7 @@ function report(
   const ms = (value: number) => formatNumber(value)
   const burstJoin = burst.calls.join!
   const burstTable: Table = {
-    headers: ['users', 'connections', 'seconds', 'joins/s', 'p50 ms', 'p99 ms', 'statuses', 'every join 2xx', 'MySQL statements', 'per join', 'global Questions (shared server)', 'app CPU%', 'mysqld CPU%', 'redis CPU%', 'load gen CPU%'],
+    headers: ['users', 'connections', 'seconds', 'joins/s', 'p50 ms', 'p99 ms', 'statuses', 'every join 2xx', 'MySQL statements', 'per join', 'global Questions (shared server)', 'app CPU%', 'mysqld CPU%', 'redis CPU%', 'load gen CPU%', 'listen drops'],
     rows: [
       [
         burst.users,
@@ -490,6 +499,7 @@ function report(
         burst.cpu.mysql,
         burst.cpu.redis,
         burst.cpu.loadGenerator,
+        burst.listenDrops ?? 0,
       ],
     ],
   }
@@ -518,8 +528,8 @@ function report(
     ],
   }
   const fairTable: Table = {
-    headers: ['users compared', 'admitted unseen', 'displaced', 'mean displacement', 'p99 displacement', 'max displacement'],
-    rows: [[fair.compared, fair.unseen, fair.displaced, fair.meanDisplacement, fair.p99Displacement, fair.maxDisplacement]],
+    headers: ['users compared', 'not admitted', 'admitted unseen', 'displaced', 'mean displacement', 'p99 displacement', 'max displacement'],
+    rows: [[fair.compared, fair.notAdmitted, fair.unseen, fair.displaced, fair.meanDisplacement, fair.p99Displacement, fair.maxDisplacement]],
   }
 
   const notes: string[] = []
@@ -530,6 +540,13 @@ function report(
       `p99 ${burstJoin.p99Ms} ms (${burstJoin.p99Ms < 1000 ? 'under' : 'NOT under'} 1 s); ` +
       `${burst.mysql.statements} MySQL statements, ${burst.mysql.statementsPerJoin.toFixed(4)} per join (${burst.mysql.statementsPerJoin < target ? 'under' : 'NOT under'} the 1 per 20 target).`,
   )
+  if (burst.listenDrops) {
+    notes.push(
+      `The kernel dropped ${burst.listenDrops} connection attempts on full listen queues during the join burst (ListenDrops, machine-wide): ` +
+        "those clients retried their SYN after 1 s or 3 s, which the join latency includes (timed from the moment the request had its socket, connecting included). " +
+        "The app listens with Node's default backlog of 511, fewer than the burst's connections.",
+    )
+  }
   notes.push(
     rush.sellOutS === null
       ? `The hall was NOT sold out within ${limitS} s after the opening: ${rush.sold} of ${hallSeats} seats sold.`
@@ -586,7 +603,7 @@ function report(
         text:
           "Each user's place in the line right after the opening's shuffle, against the order the queue admitted them in (read from Redis every 50 ms). " +
           "Users admitted in one tick share that tick's range of ranks; a user's displacement is how many places their place lies outside it (0 inside). " +
-          'Users admitted and gone between two reads are left out (admitted unseen).',
+          'Users still in line when the hall sold out are left out (not admitted), and so are users admitted and gone between two reads (admitted unseen).',
         table: fairTable,
       },
     ],
