@@ -20,8 +20,8 @@ const out = mkdtempSync(join(tmpdir(), 'seatrush-bench-smoke-'))
 
 t.teardown(async () => {
   rmSync(out, { recursive: true, force: true })
-  // bench/run.ts gives its thin reference a store of its own beside this one.
-  for (const used of [store, storeBeside(store, 'thin')]) await dropStore(loadConfig({ ...process.env, ...used }))
+  // bench/run.ts gives its thin reference a store of its own beside this one, bench/rush.ts its join burst.
+  for (const used of [store, storeBeside(store, 'thin'), storeBeside(store, 'burst')]) await dropStore(loadConfig({ ...process.env, ...used }))
 })
 
 /** Runs one lab command to its end and answers the run folder it wrote. */
@@ -95,4 +95,23 @@ t.test('bench/serializer.ts --quick: both measurements per hall size, the same b
   )
   t.equal(record.pinning.applied, false, 'the pool threads keep every core')
   t.same(record.charts.map((chart: { file: string }) => chart.file).sort(), ['event-loop.svg', 'ratio.svg'])
+})
+
+t.test('bench/rush.ts --quick: the join burst and a small hall sold out, with calls, MySQL, CPU and fairness', async (t) => {
+  const dir = await runCommand(t, 'bench/rush.ts', ['--users', '150', '--hall', '30', '--connections', '20'], 150_000)
+  t.same(validateRun(dir), [], 'the folder has the promised shape')
+  const record = JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8'))
+  t.equal(record.command, 'rush')
+  t.same(record.rows.map((row: { phase: string }) => row.phase), ['burst', 'rush'], 'a row for the join burst and one for the rush')
+  const rush = record.rows[1]
+  t.equal(rush.users, 150)
+  t.equal(rush.soldTwice, 0, 'no seat sold twice')
+  t.equal(rush.ledgerMismatches, 0, 'the ledger balances')
+  t.equal(rush.otherViolations, 0, 'every other invariant holds')
+  t.ok(rush.sold > 0 && rush.sold <= 30, 'seats were sold, never more than the hall holds')
+  for (const call of ['join', 'poll', 'seat map', 'hold', 'pay']) t.type(rush.calls[call]?.p99Ms, 'number', `the ${call} calls were timed`)
+  t.type(rush.fairness?.meanDisplacement, 'number', 'fairness was measured')
+  t.same(record.charts.map((chart: { file: string }) => chart.file).sort(), ['latency.svg', 'progress.svg'])
+  const report = readFileSync(join(dir, 'report.md'), 'utf8')
+  for (const heading of ['## Join burst (npm start defaults)', '## Rush', '## Calls during the rush', '## Fairness']) t.match(report, heading)
 })

@@ -230,3 +230,20 @@ export function startMemoryWatch(pids: () => number[], probeDir: string | undefi
     return { ...peak }
   }
 }
+
+/**
+ * The kernel's count of connections dropped because a listen queue was full (TcpExt
+ * ListenDrops in /proc/net/netstat, every socket of this network namespace); 0 when unreadable.
+ * A dropped SYN is retried by the client after 1 s, then 3 s: the latency a burst of new
+ * connections sees beyond the server's backlog.
+ */
+export function listenDrops(): number {
+  try {
+    const lines = readFileSync('/proc/net/netstat', 'utf8').split('\n').filter((line) => line.startsWith('TcpExt:'))
+    const [names, values] = lines.map((line) => line.split(/\s+/))
+    const at = names?.indexOf('ListenDrops') ?? -1
+    return at > 0 ? Number(values?.[at] ?? 0) : 0
+  } catch {
+    return 0
+  }
+}

@@ -148,6 +148,8 @@ export interface RunningServer {
   url: string
   /** The workers now: a dead worker's replacement shows up here after `findWorkers`. */
   workerPids: number[]
+  /** The primary and the workers: with WORKERS=1 the primary serves requests itself. */
+  allPids: () => number[]
   /** Workers the primary reported dead so far ("worker died; replacing it"). */
   deaths: () => number
   findWorkers: () => number[]
@@ -188,9 +190,12 @@ const isReadyLine = (line: LogLine) => /^seatrush: \d+ workers? on /.test(line.r
 // The app's primary logs this (pino, stdout) and the references' primary prints "worker ... died".
 const isDeathLine = (line: LogLine) => /worker died; replacing it|: worker \d+ died/.test(line.raw)
 
-/** Node children of the primary (tsx may add an esbuild helper beside them). */
+/**
+ * Node children of the primary (tsx may add an esbuild helper beside them). The app names its
+ * processes (process.title "seatrush-worker", which /proc shows cut to 15 characters).
+ */
 function workersOf(primaryPid: number): number[] {
-  const nodes = new Set(pidsByName(/^node/))
+  const nodes = new Set(pidsByName(/^(node|seatrush-)/))
   return childPids(primaryPid).filter((pid) => nodes.has(pid))
 }
 
@@ -216,6 +221,7 @@ export async function startServer(kind: ServerKind, config: Config, options: Sta
     kind,
     url: `http://127.0.0.1:${port}`,
     workerPids: [],
+    allPids: () => [child.pid, ...server.workerPids],
     deaths: () => deaths,
     findWorkers: () => {
       server.workerPids = workersOf(child.pid)

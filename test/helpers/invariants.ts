@@ -27,7 +27,7 @@ export function observerDb(t: Test, config: Config): Kysely<Database> {
 }
 
 /** Every way the database can break the invariants the README promises; each list is empty when they hold. */
-async function invariantViolations(db: Kysely<Database>) {
+export async function invariantViolations(db: Kysely<Database>) {
   const [ledger, negativeBalances, seatsConfirmedTwice, confirmedPayments, confirmedHistory, orphanPayments, soldSeats] = await Promise.all([
     ledgerMismatches(db),
     db.selectFrom('users').select(['id', 'point']).where('point', '<', 0).execute(),
