@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process'
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { resolve } from 'node:path'
 import type { Test } from 'tap'
@@ -48,9 +48,9 @@ export interface Nginx {
 
 /**
  * Runs the repository's nginx config in front of `upstreams` (`host:port`, two of them) on a free
- * port: the rendered config, pid file and logs under `.data/nginx-<id>/`. nginx runs in the
- * foreground as a child leading its own process group, and is stopped by its pid when the test
- * ends. Resolves once a GET /health through it is answered 200.
+ * port: the rendered config, pid file and logs under `.data/nginx-<id>/`, removed after a test
+ * that passed. nginx runs in the foreground as a child leading its own process group, and is
+ * stopped by its pid when the test ends. Resolves once a GET /health through it is answered 200.
  */
 export async function startNginx(t: Test, upstreams: [string, string]): Promise<Nginx> {
   const dir = resolve('.data', `nginx-${randomBytes(4).toString('hex')}`)
@@ -91,6 +91,8 @@ export async function startNginx(t: Test, upstreams: [string, string]): Promise<
   }
   t.teardown(async () => {
     if (isAlive(pid)) await stop().catch(() => {})
+    // The logs stay for a look when the test failed.
+    if (t.passing()) rmSync(dir, { recursive: true, force: true })
   })
 
   const baseUrl = `http://127.0.0.1:${port}`
