@@ -26,6 +26,8 @@ export interface SendOptions {
    * Authorization header of the caller's own.
    */
   identity?: number | false
+  /** The local address to connect from (any of 127.0.0.0/8 on loopback): another client machine. */
+  localAddress?: string
 }
 
 /** The user a call acts for, when it is one of the calls that need that user's identity token. */
@@ -54,7 +56,7 @@ export function send(baseUrl: string, method: string, path: string, options: Sen
   }
   if (payload !== undefined) headers['content-length'] = Buffer.byteLength(payload)
   return new Promise((done, fail) => {
-    const req = request(`${baseUrl}${path}`, { method, agent: false, timeout: options.timeoutMs ?? 10_000, headers }, (res) => {
+    const req = request(`${baseUrl}${path}`, { method, agent: false, timeout: options.timeoutMs ?? 10_000, headers, localAddress: options.localAddress }, (res) => {
       let text = ''
       res.setEncoding('utf8')
       res.on('data', (chunk: string) => (text += chunk))
