@@ -182,9 +182,9 @@ const isReadyLine = (line: LogLine) => /^seatrush: \d+ workers? on /.test(line.r
 // The app's primary logs this (pino, stdout) and the references' primary prints "worker ... died".
 const isDeathLine = (line: LogLine) => /worker died; replacing it|: worker \d+ died/.test(line.raw)
 
-/** Node children of the primary (tsx may add an esbuild helper beside them). */
+/** Node children of the primary (tsx may add an esbuild helper beside them); the app names its workers. */
 function workersOf(primaryPid: number): number[] {
-  const nodes = new Set(pidsByName(/^node/))
+  const nodes = new Set(pidsByName(/^(node|seatrush-worker)/))
   return childPids(primaryPid).filter((pid) => nodes.has(pid))
 }
 
