@@ -200,7 +200,7 @@ await runLab<ReliefRow>(
     const finding =
       `All levers together served ${formatNumber(all.goodputRatio)}x the baseline's goodput at ${formatNumber(all.p99Ratio)}x its p99; ` +
       `alone, ${bestSingle.case} relieved most (${formatNumber(bestSingle.goodputRatio)}x goodput)` +
-      `${best === all ? '' : `, and ${best.case} did best overall`}.`
+      `${best === all ? '' : `, more than all levers together`}.`
 
     // The pool pays where a cheap call beside large maps answers faster and the maps lose less than 10%.
     const pays = poolRows
