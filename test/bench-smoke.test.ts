@@ -66,11 +66,12 @@ t.test('bench/run.ts --quick: a report with every endpoint, its references and t
 })
 
 t.test('bench/cluster.ts --quick: a row per worker count with CPU per component', async (t) => {
-  const dir = await runCommand(t, 'bench/cluster.ts', ['--duration', '1', '--workers', '2'], 120_000)
+  const dir = await runCommand(t, 'bench/cluster.ts', ['--duration', '1', '--workers', '3'], 150_000)
   t.same(validateRun(dir), [], 'the folder has the promised shape')
   const record = JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8'))
-  t.same(record.rows.map((row: { workers: number }) => row.workers), [1, 2])
-  t.same(record.charts.map((chart: { file: string }) => chart.file).sort(), ['cpu.svg', 'p99.svg', 'throughput.svg'])
+  t.same(record.rows.map((row: { workers: number }) => row.workers), [1, 2, 3])
+  t.same(record.charts.map((chart: { file: string }) => chart.file).sort(), ['cpu.svg', 'p99.svg', 'throughput.svg', 'usl.svg'])
+  t.match(readFileSync(join(dir, 'report.md'), 'utf8'), /## Universal Scalability Law: how many workers, how many hosts\n\nFitted by least squares/, 'the USL fitted over the three sizes')
 })
 
 t.test('bench/ramp.ts --quick: every stage of both cases, shedding off and on', async (t) => {
@@ -114,4 +115,25 @@ t.test('bench/rush.ts --quick: the join burst and a small hall sold out, with ca
   t.same(record.charts.map((chart: { file: string }) => chart.file).sort(), ['latency.svg', 'progress.svg'])
   const report = readFileSync(join(dir, 'report.md'), 'utf8')
   for (const heading of ['## Join burst (npm start defaults)', '## Rush', '## Calls during the rush', '## Fairness']) t.match(report, heading)
+})
+
+t.test('bench/relief.ts --quick: every lever against the baseline, and the pool beside large seat maps', async (t) => {
+  const dir = await runCommand(t, 'bench/relief.ts', ['--duration', '1', '--users', '100', '--hall', '500', '--sizes', '500', '--connections', '16'], 240_000)
+  t.same(validateRun(dir), [], 'the folder has the promised shape')
+  const record = JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8'))
+  t.equal(record.command, 'relief')
+  type Row = { part: string; case: string; settings: Record<string, unknown>; goodputRatio: number; hall?: { seats: number } }
+  const levers = record.rows.filter((row: Row) => row.part === 'levers')
+  t.same(
+    levers.map((row: Row) => row.case.replace(/ \(\d+\)$/, '')),
+    ['baseline', 'more workers', 'cached reads', 'piscina pool', 'shedding', 'all levers'],
+    'the baseline, one lever at a time, then all',
+  )
+  t.same(levers[0].settings, { WORKERS: 1, CONCERT_CACHE_MS: 0, SERIALIZER: 'inline', SHED_LOAD: false }, 'the naive baseline')
+  t.equal(levers[0].goodputRatio, 1, 'ratios are to the baseline')
+  const pool = record.rows.filter((row: Row) => row.part === 'pool')
+  t.same(pool.map((row: Row) => [row.hall?.seats, row.settings.SERIALIZER]), [[500, 'inline'], [500, 'worker'], [500, 'inline'], [500, 'worker']], 'inline and pooled, with one worker and one per core')
+  t.same(record.charts.map((chart: { file: string }) => chart.file).sort(), ['pool.svg', 'relief.svg'])
+  const report = readFileSync(join(dir, 'report.md'), 'utf8')
+  t.match(report, /^# .+\n\n\*\*All levers together served .+\*\*\n\n!\[[^\]]+\]\(relief\.svg\)/, 'the report opens with its finding and the chart that shows it')
 })

@@ -28,13 +28,13 @@ const usage = `Flags (all optional):
   --out DIR               results root (default bench/results, or bench/results/quick with --quick)
   --duration SECONDS      length of each measured run (bench, cluster, serializer) or stage (ramp)
   --connections N[,N...]  concurrent connections (bench, cluster, serializer); ramp: the stages
-  --workers N             worker processes (bench, ramp, serializer); cluster: the largest size tried (default 2 x cores)
+  --workers N             worker processes (bench, ramp, serializer); cluster: the largest size tried (default 2 x cores); relief: the workers lever's count (default: cores)
   --users N               users seeded and admitted (random ids 1..N; default 1000)
   --seats N               seats in each option of concert 1 (the seat maps most calls read)
-  --hall N                seats in the large hall (concert 2, one option): the CPU-heavy seat map
+  --hall N                seats in the large hall (concert 2, one option): the CPU-heavy seat map (relief: the holds' hall)
   --endpoint "GET /path"  bench only: endpoint(s) to load, as its table names them; repeatable
   --slo MS                goodput counts 2xx answered within this many ms (default 1000)
-  --sizes N[,N...]        serializer only: the hall sizes (seats) measured
+  --sizes N[,N...]        serializer, relief: the hall sizes (seats) measured (relief: beside GET /concert/1)
   --rounds N              serializer only: how often every measurement is repeated (tables show medians)
   --set NAME=value        a server setting (any variable of src/config.ts), applied last; repeatable
   --no-pin                do not pin the load generator and the servers to separate CPUs (serializer never does)

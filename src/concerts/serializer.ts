@@ -4,6 +4,7 @@ import { extname } from 'node:path'
 import { createTtlCache } from './ttl-cache.js'
 import type { SeatMapTask, SeatMapWorkerData } from './seat-map-worker.js'
 import type { EncodedSeatMap } from './encoded.js'
+import { PoolOverloadedError } from '../db/connection.js'
 
 export type SeatMapBuilder = 'inline' | 'worker'
 
@@ -25,6 +26,9 @@ declare module 'fastify' {
 /** Each thread awaits MySQL for part of every task, so it takes one task per connection. */
 export const CONNECTIONS_PER_THREAD = 2
 
+/** Seat maps waiting for a thread, per thread: more are refused (503) rather than queued. */
+export const QUEUED_PER_THREAD = 8
+
 // The worker is a sibling of this module: .ts under tsx, .js once compiled to dist/.
 const workerFile = new URL(`./seat-map-worker${extname(new URL(import.meta.url).pathname)}`, import.meta.url)
 
@@ -34,6 +38,8 @@ export function createSeatMapPool(mysqlUrl: string, threads: number): SeatMapPoo
     minThreads: threads,
     maxThreads: threads,
     concurrentTasksPerWorker: CONNECTIONS_PER_THREAD,
+    // An overloaded pool sheds like the rest of the server instead of queueing without bound.
+    maxQueue: threads * QUEUED_PER_THREAD,
     // The threads keep MySQL sockets open between tasks, so their event loops must keep running.
     atomics: 'async',
     workerData: { mysqlUrl, connections: CONNECTIONS_PER_THREAD } satisfies SeatMapWorkerData,
@@ -83,6 +89,7 @@ export default fp(
         const encoded = await startedPool()
           .run({ concertDetailId })
           .catch((error: Error) => {
+            if (error.message === 'Task queue is at limit') throw new PoolOverloadedError()
             // The thread sends the MySQL error's code in its cause; the error handler reads it here.
             throw Object.assign(error, error.cause)
           })

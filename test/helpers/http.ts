@@ -31,7 +31,7 @@ export interface SendOptions {
 }
 
 /** The user a call acts for, when it is one of the calls that need that user's identity token. */
-function namedUser(method: string, path: string, body: unknown): number | undefined {
+export function namedUser(method: string, path: string, body: unknown): number | undefined {
   const pointRead = method === 'GET' && /^\/point\/([0-9]+)$/.exec(path)
   if (pointRead) return Number(pointRead[1])
   const actsForBodyUser = (method === 'PATCH' && path === '/point') || (method === 'POST' && path === '/concert/wait')
