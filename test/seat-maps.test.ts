@@ -142,7 +142,7 @@ t.test('the bookable days drop a sold-out day as soon as its last seat is held, 
   await addHallConcert(db)
   const lastSeat = await addHall(db, HALL_CONCERT_ID, 1)
   const roomy = await addHall(db, HALL_CONCERT_ID, 5)
-  const [userToken] = await activeTokens(a, [4])
+  const [userToken] = await activeTokens(a, [4], { concertId: HALL_CONCERT_ID })
   const days = async (url: string, headers: Record<string, string> = {}) =>
     send(url, 'GET', `/concert/reservation/days/${HALL_CONCERT_ID}`, { headers: { ...bearer(userToken!), ...headers } })
 
@@ -163,7 +163,7 @@ t.test('a lapsing hold frees its seat in the cached map and days by itself, with
   const [a] = urls as [string, string]
   await addHallConcert(db)
   const hall = await addHall(db, HALL_CONCERT_ID, 1)
-  const [userToken] = await activeTokens(a, [5])
+  const [userToken] = await activeTokens(a, [5], { concertId: HALL_CONCERT_ID })
   t.equal((await hold(a, userToken!, 5, hall, 1)).status, 200)
   t.same((await seatMap(a, hall, userToken!)).body, [{ seatNo: 1, status: 'HELD' }], 'held while the hold runs')
   const heldAt = Date.now()

@@ -77,7 +77,7 @@ t.test('the sweeper works through lapsed holds in a large hall without holding u
   })()
 
   const users = Array.from({ length: USERS }, (_, i) => i + 2)
-  const tokens = await activeTokens(base, users)
+  const tokens = await activeTokens(base, users, { concertId: HALL_CONCERT_ID })
   const latencies: number[] = []
   const failures: string[] = []
   await Promise.all(

@@ -23,6 +23,8 @@ export const endpointTitle = (endpoint: Pick<Endpoint, 'name' | 'variant'>) =>
   endpoint.variant ? `${endpoint.name} (${endpoint.variant})` : endpoint.name
 
 const auth = (fixture: Fixture, userId: number) => bearer(fixture.tokens[userId]!)
+/** The hall is another concert, whose queue gives its own tokens. */
+const hallAuth = (fixture: Fixture, userId: number) => bearer(fixture.hallTokens[userId]!)
 const identity = (fixture: Fixture, userId: number) => bearer(fixture.identities[userId]!)
 
 /** A call that acts for a random user, with that user's identity token. */
@@ -36,7 +38,7 @@ const get = (path: string, headers?: Record<string, string>): HttpRequest => ({ 
 const randomDetail = (fixture: Fixture) => fixture.concertDetailIds[randomInt(fixture.concertDetailIds.length) - 1]!
 
 function seatRequest(method: 'PATCH' | 'POST', path: string, fixture: Fixture, hold: Hold): HttpRequest {
-  return { method, path, headers: auth(fixture, hold.userId), json: hold }
+  return { method, path, headers: hallAuth(fixture, hold.userId), json: hold }
 }
 
 /** A hall seat for a random user: what holds and payments fall back to once the planned ones are used. */
@@ -59,13 +61,13 @@ export const steps = {
   }),
   seatMap: (fixture: Fixture): RequestStep => ({ next: () => get(`/concert/seats/${randomDetail(fixture)}`, auth(fixture, randomUser(fixture))) }),
   hallSeatMap: (fixture: Fixture, view = 'full'): RequestStep => ({
-    next: () => get(`/concert/seats/${fixture.hall.concertDetailId}?view=${view}`, auth(fixture, randomUser(fixture))),
+    next: () => get(`/concert/seats/${fixture.hall.concertDetailId}?view=${view}`, hallAuth(fixture, randomUser(fixture))),
   }),
   /** A poller that already has the hall's map: it sends back the ETag it last saw. */
   hallSeatMapRevalidated: (fixture: Fixture): RequestStep => {
     let etag: string | undefined
     return {
-      next: () => get(`/concert/seats/${fixture.hall.concertDetailId}`, { ...auth(fixture, randomUser(fixture)), ...(etag && { 'if-none-match': etag }) }),
+      next: () => get(`/concert/seats/${fixture.hall.concertDetailId}`, { ...hallAuth(fixture, randomUser(fixture)), ...(etag && { 'if-none-match': etag }) }),
       onResponse: (status, _body, _context, headers) => {
         if (status === 200) etag = headers.etag
       },

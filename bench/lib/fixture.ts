@@ -17,8 +17,10 @@ export interface Hold {
 /** What the generated requests draw their ids from: real users, real tokens, real seats. */
 export interface Fixture {
   users: number
-  /** tokens[userId]: that user's queue token, filled in by `admitAll`. */
+  /** tokens[userId]: that user's queue token for the seeded concert, filled in by `admitAll`. */
   tokens: string[]
+  /** hallTokens[userId]: that user's queue token for the hall's concert (queue tokens are per concert). */
+  hallTokens: string[]
   /** identities[userId]: that user's identity token, as the platform's login would issue it. */
   identities: string[]
   concertId: number
@@ -54,6 +56,7 @@ export async function resetLab(config: Config, hallSeats: number): Promise<Fixtu
     return {
       users: config.SEED_USERS,
       tokens: [],
+      hallTokens: [],
       identities: range(0, config.SEED_USERS + 1).map((userId) => identityToken(userId)),
       concertId: SEED_CONCERT_ID,
       concertDetailIds: details.map((detail) => detail.id),
@@ -92,6 +95,9 @@ export async function resetHalls(config: Config, hallSizes: number[]): Promise<n
  */
 export async function admitAll(url: string, fixture: Fixture, timeoutMs = 30_000): Promise<void> {
   const users = range(1, fixture.users)
-  const tokens = await activeTokens(url, users, { timeoutMs })
+  const deadline = Date.now() + timeoutMs
+  const tokens = await activeTokens(url, users, { deadline })
   users.forEach((userId, index) => (fixture.tokens[userId] = tokens[index]!))
+  const hallTokens = await activeTokens(url, users, { deadline, concertId: HALL_CONCERT_ID })
+  users.forEach((userId, index) => (fixture.hallTokens[userId] = hallTokens[index]!))
 }
