@@ -5,7 +5,7 @@ import type { Config } from '../src/config.js'
 import { SEED_CONCERT_ID } from '../src/db/seed.js'
 import { listen, prepareTestData, testConfig } from './helpers/app.js'
 import { addHall, addHallConcert, HALL_CONCERT_ID } from './helpers/halls.js'
-import { bearer, send } from './helpers/http.js'
+import { bearer, send, type Reply } from './helpers/http.js'
 import { eachConcurrently, range } from './helpers/lists.js'
 import { OPEN_QUEUE, activeTokens } from './helpers/queue.js'
 import { waitFor } from './helpers/wait.js'
@@ -92,7 +92,10 @@ t.test('holds and payments through two instances: no seat map shows a taken seat
   for (const url of urls) {
     const final = await seatMap(url, hall, tokenOf(pollers[0]!))
     t.same(freeSeats(final.body).filter((seatNo) => takenAt.has(seatNo)), [], 'afterwards both instances show every taken seat taken')
-    t.equal(final.body.filter((seat: { status: string }) => seat.status === 'SOLD').length, bookers.length, 'one seat sold per booker')
+    // HELD turning SOLD is bounded by the same version check: wait it out, with a deadline.
+    const sold = async () => (await seatMap(url, hall, tokenOf(pollers[0]!))).body.filter((seat: { status: string }) => seat.status === 'SOLD').length
+    await waitFor('every payment shown SOLD', async () => (await sold()) === bookers.length, { timeoutMs: 5000 })
+    t.equal(await sold(), bookers.length, 'one seat sold per booker')
   }
 })
 
@@ -146,13 +149,15 @@ t.test('the bookable days drop a sold-out day as soon as its last seat is held, 
   const days = async (url: string, headers: Record<string, string> = {}) =>
     send(url, 'GET', `/concert/reservation/days/${HALL_CONCERT_ID}`, { headers: { ...bearer(userToken!), ...headers } })
 
+  // The hall concert has seeded days of its own: look only at the two added here.
+  const added = (answer: Reply) => answer.body.map((day: { concertDetailId: number }) => day.concertDetailId).filter((id: number) => id === lastSeat || id === roomy)
   const before = await days(a)
-  t.same(before.body.map((day: { concertDetailId: number }) => day.concertDetailId), [lastSeat, roomy], 'both days bookable')
+  t.same(added(before), [lastSeat, roomy], 'both days bookable')
   t.equal((await days(b, { 'if-none-match': before.headers.etag! })).status, 304, 'unchanged: 304')
   t.equal((await hold(b, userToken!, 4, lastSeat, 1)).status, 200)
   const after = await days(a, { 'if-none-match': before.headers.etag! })
   t.equal(after.status, 200)
-  t.same(after.body.map((day: { concertDetailId: number }) => day.concertDetailId), [roomy], 'the sold-out day is gone')
+  t.same(added(after), [roomy], 'the sold-out day is gone')
   t.equal((await days(a)).status, 200)
   t.equal((await send(a, 'GET', '/concert/reservation/days/999', { headers: bearer(userToken!) })).status, 404)
 })
@@ -170,7 +175,7 @@ t.test('a lapsing hold frees its seat in the cached map and days by itself, with
   await waitFor('the lapsed hold to show free', async () => freeSeats((await seatMap(a, hall, userToken!)).body).includes(1), { timeoutMs: 10_000 })
   t.ok(Date.now() - heldAt < 10_000, `shown free ${Date.now() - heldAt} ms after the map showed it held`)
   const days = await send(a, 'GET', `/concert/reservation/days/${HALL_CONCERT_ID}`, { headers: bearer(userToken!) })
-  t.same(days.body.map((day: { concertDetailId: number }) => day.concertDetailId), [hall], 'the day is bookable again')
+  t.ok(days.body.some((day: { concertDetailId: number }) => day.concertDetailId === hall), 'the day is bookable again')
 })
 
 t.test('a change made behind the cache (SQL, no bump) stays unseen until CONCERT_CACHE_MS: the map really is cached', async (t) => {

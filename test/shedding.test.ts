@@ -3,7 +3,8 @@ import { sql } from 'kysely'
 import { runLoad } from '../bench/lib/autocannon.js'
 import { buildTestApp, listen, prepareTestData, testConfig } from './helpers/app.js'
 import { isErrorResponse } from './helpers/error-shape.js'
-import { send, type Reply } from './helpers/http.js'
+import { bearer, send, type Reply } from './helpers/http.js'
+import { identityToken } from './helpers/jwt.js'
 import { ledgerMismatches } from './helpers/invariants.js'
 import { startServer } from './helpers/server-process.js'
 import { waitFor } from './helpers/wait.js'
@@ -42,7 +43,14 @@ t.test('100 connections reading a balance on one worker for 3 s: every answer is
     url: server.baseUrl,
     connections: 100,
     durationS: 3,
-    steps: [{ next: () => ({ method: 'GET', path: `/point/${1 + Math.floor(Math.random() * config.SEED_USERS)}` }) }],
+    steps: [
+      {
+        next: () => {
+          const userId = 1 + Math.floor(Math.random() * config.SEED_USERS)
+          return { method: 'GET', path: `/point/${userId}`, headers: bearer(identityToken(userId)) }
+        },
+      },
+    ],
   })
   t.ok(result.responses > 100, `the load ran (${result.responses} answers)`)
   t.same(result.statuses, { 200: result.responses }, 'only 200s')
@@ -104,7 +112,7 @@ t.test('an event loop kept busy past the target sheds at the door, and serves ag
   setImmediate(hog)
   t.teardown(() => void (hogging = false))
 
-  const charge = () => app.inject({ method: 'PATCH', url: '/point', payload: { userId: 1, charge: 10 } })
+  const charge = () => app.inject({ method: 'PATCH', url: '/point', headers: bearer(identityToken(1)), payload: { userId: 1, charge: 10 } })
   const shed = await waitFor('a request to be shed', async () => {
     const res = await charge()
     return res.statusCode === 503 && res

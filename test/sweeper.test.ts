@@ -15,7 +15,7 @@ const HOLDS_PER_USER = 15
 
 t.test('the sweeper works through lapsed holds in a large hall without holding up holds on other seats', async (t) => {
   // User 1 owns the lapsing holds; users 2.. hold free seats.
-  const { app, db } = await buildTestApp(t, { ...OPEN_QUEUE, SEED_USERS: USERS + 1 })
+  const { app, db } = await buildTestApp(t, { ...OPEN_QUEUE, SEED_USERS: USERS + 1, MAX_HOLDS_PER_USER: HOLDS_PER_USER })
   const base = await listen(app)
 
   // A hall of HALL_SEATS seats, inserted by MySQL from a numbers table rather than row by row.
