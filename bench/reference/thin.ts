@@ -7,7 +7,7 @@ import { loadConfig } from '../../src/config.js'
 import { createTtlCache } from '../../src/concerts/ttl-cache.js'
 import { SEED_CONCERT_ID } from '../../src/db/seed.js'
 import { catalogKeys } from '../../src/queue/catalog.js'
-import { createQueue, defineQueueCommands } from '../../src/queue/queue.js'
+import { createQueue, defineQueueCommands, queueSettings } from '../../src/queue/queue.js'
 import { serveReference } from './serve.js'
 
 // The floor for the app's layers: every endpoint as one bare Fastify handler doing the app's SQL
@@ -23,14 +23,7 @@ await serveReference('thin', async () => {
   defineQueueCommands(redis)
   // The report's scripts use the first concert's queue only.
   const concertId = SEED_CONCERT_ID
-  const queue = createQueue(redis, config.REDIS_KEY_PREFIX, {
-    maxActive: config.MAX_ACTIVE,
-    admitBatch: config.ADMIT_BATCH,
-    admitIntervalMs: config.ADMIT_INTERVAL_MS,
-    activeTtlMs: config.ACTIVE_TTL_MS,
-    activeMaxMs: config.ACTIVE_MAX_MS,
-    waitingTtlMs: config.WAITING_TTL_MS,
-  })
+  const queue = createQueue(redis, config.REDIS_KEY_PREFIX, queueSettings(config))
   const knownUsers = catalogKeys(config.REDIS_KEY_PREFIX).users
 
   const rows = async <T>(query: string, values: unknown[] = [], on: Pick<PoolConnection, 'query'> = mysql) => (await on.query<RowDataPacket[]>(query, values))[0] as T[]

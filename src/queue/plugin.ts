@@ -1,6 +1,6 @@
 import fp from 'fastify-plugin'
 import { createCatalog, type Catalog } from './catalog.js'
-import { createQueue, defineQueueCommands, type Queue } from './queue.js'
+import { createQueue, defineQueueCommands, queueSettings, type Queue } from './queue.js'
 
 /** Told how many users the round of ticks this process won let in. */
 type TickListener = (tick: { admitted: number }) => Promise<void>
@@ -35,14 +35,7 @@ export default fp(
     defineQueueCommands(app.redis)
     const prefix = config.REDIS_KEY_PREFIX
     const catalog = createCatalog(app.redis, app.db, prefix)
-    const queue = createQueue(app.redis, prefix, {
-      maxActive: config.MAX_ACTIVE,
-      admitBatch: config.ADMIT_BATCH,
-      admitIntervalMs: config.ADMIT_INTERVAL_MS,
-      activeTtlMs: config.ACTIVE_TTL_MS,
-      activeMaxMs: config.ACTIVE_MAX_MS,
-      waitingTtlMs: config.WAITING_TTL_MS,
-    })
+    const queue = createQueue(app.redis, prefix, queueSettings(config))
     const sizes = async (): Promise<QueueSizes> => {
       const now = Date.now()
       const counts = await Promise.all(

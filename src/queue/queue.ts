@@ -1,3 +1,4 @@
+import type { Config } from '../config.js'
 import { randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import type { Cluster, Redis, Result } from 'ioredis'
@@ -75,6 +76,18 @@ export interface QueueSettings {
   activeTtlMs: number
   activeMaxMs: number
   waitingTtlMs: number
+}
+
+/** Each queue's defaults, from the config. */
+export function queueSettings(config: Config): QueueSettings {
+  return {
+    maxActive: config.MAX_ACTIVE,
+    admitBatch: config.ADMIT_BATCH,
+    admitIntervalMs: config.ADMIT_INTERVAL_MS,
+    activeTtlMs: config.ACTIVE_TTL_MS,
+    activeMaxMs: config.ACTIVE_MAX_MS,
+    waitingTtlMs: config.WAITING_TTL_MS,
+  }
 }
 
 /** The live settings of one queue: the operator's overrides over the defaults. */
