@@ -9,7 +9,7 @@ import { OPEN_QUEUE, activeTokens } from './helpers/queue.js'
 import { assertInvariants } from './helpers/invariants.js'
 import { bearer, send } from './helpers/http.js'
 import { range } from './helpers/lists.js'
-import { SeatPool, Traffic, buySeat } from './helpers/traffic.js'
+import { SeatPool, Traffic, buyersInBackground } from './helpers/traffic.js'
 import { waitFor } from './helpers/wait.js'
 import { createDb } from '../src/db/connection.js'
 
@@ -32,21 +32,14 @@ t.test('mariadbd killed -9 mid payments: every payment answered 200 is kept whol
   const traffic = new Traffic()
   const deadline = Date.now() + 150_000
 
-  let paid = 0
-  const buyers = Promise.all(
-    range(1, 40).map(async (userId) => {
-      const purchase = await buySeat({ baseUrl: base, userId, seats, traffic, deadline })
-      paid++
-      return purchase
-    }),
-  )
-  await waitFor('a few payments before the crash', () => paid >= 5, { timeoutMs: 60_000 })
-  const paidBefore = paid
+  const buyers = buyersInBackground(40, { baseUrl: base, seats, traffic, deadline })
+  await waitFor('a few payments before the crash', () => buyers.paid() >= 5, { timeoutMs: 60_000 })
+  const paidBefore = buyers.paid()
   const killedAt = Date.now()
   await mysql.stop('SIGKILL')
   await mysql.restart()
   const upAfter = Date.now() - killedAt
-  const purchases = await buyers
+  const purchases = await buyers.purchases
   // The first payment sent after the kill that was answered 200.
   const firstPaymentAfter = Math.min(
     ...traffic.outcomes.filter((o) => o.route.startsWith('POST /concert/reservation/days') && o.status === 200 && o.startedAt > killedAt).map((o) => o.startedAt + o.ms),

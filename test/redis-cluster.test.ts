@@ -5,7 +5,7 @@ import { OPEN_QUEUE, activeToken, activeTokens } from './helpers/queue.js'
 import { assertInvariants } from './helpers/invariants.js'
 import { bearer, send } from './helpers/http.js'
 import { range } from './helpers/lists.js'
-import { SeatPool, Traffic, buySeat } from './helpers/traffic.js'
+import { SeatPool, Traffic, buyersInBackground } from './helpers/traffic.js'
 import { waitFor } from './helpers/wait.js'
 import { RedisCluster, queueLines, queueViolations } from './helpers/redis-cluster.js'
 
@@ -95,19 +95,12 @@ async function buyThrough(t: Test, fault: (context: TestContext) => Promise<void
     }
   })()
 
-  let paid = 0
-  const buyers = Promise.all(
-    range(1, 40).map(async (userId) => {
-      const purchase = await buySeat({ baseUrl: base, userId, seats, traffic, deadline })
-      paid++
-      return purchase
-    }),
-  )
-  await waitFor('a few payments before the fault', () => paid >= 5, { timeoutMs: 60_000 })
+  const buyers = buyersInBackground(40, { baseUrl: base, seats, traffic, deadline })
+  await waitFor('a few payments before the fault', () => buyers.paid() >= 5, { timeoutMs: 60_000 })
   const faultAt = Date.now()
   await fault(context)
   const faultDone = Date.now()
-  const purchases = await buyers
+  const purchases = await buyers.purchases
   sampling = false
   await sampler
 

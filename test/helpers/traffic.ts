@@ -2,6 +2,7 @@ import { setTimeout as delay } from 'node:timers/promises'
 import { isErrorResponse } from './error-shape.js'
 import { bearer, send, type Reply, type SendOptions } from './http.js'
 import { activeToken, type Sender } from './queue.js'
+import { range } from './lists.js'
 
 export interface Outcome {
   route: string
@@ -150,4 +151,20 @@ export async function buySeat({ baseUrl, userId, seats, traffic, deadline, timeo
     }
   }
   throw new Error(`user ${userId} did not finish booking before the deadline (${reservationId ? 'paying' : 'holding'})`)
+}
+
+/**
+ * Users 1..`count` each buying a seat at once, left running in the background so that a test can
+ * do its fault in the middle; `paid()` counts the buyers done so far.
+ */
+export function buyersInBackground(count: number, options: Omit<BuyOptions, 'userId'>): { paid: () => number; purchases: Promise<Purchase[]> } {
+  let paid = 0
+  const purchases = Promise.all(
+    range(1, count).map(async (userId) => {
+      const purchase = await buySeat({ ...options, userId })
+      paid++
+      return purchase
+    }),
+  )
+  return { paid: () => paid, purchases }
 }
