@@ -54,6 +54,7 @@ export default fp(
     }
     // Half the slot's sliding lifetime at most, so a steady reader's Redis checks still slide the slot in time.
     const activeReads = createActiveReads(Math.min(config.ACTIVE_READ_MEMO_MS, Math.floor(config.ACTIVE_TTL_MS / 2)))
+    // The worker that sees a user leave (or pay, which leaves) stops letting them read at once.
     const { leave: leaveQueue } = queue
     const leave: Queue['leave'] = async (userId, concertId) => {
       try {
