@@ -80,6 +80,12 @@ export const ConfigSchema = Type.Object({
   ADMIT_BATCH: Int(10, 1, 100_000, 'Users admitted per tick (default of each concert\'s queue)'),
   ADMIT_INTERVAL_MS: Int(1000, 10, 600_000, 'Tick length of the admitter (default of each concert\'s queue)'),
   ACTIVE_TTL_MS: Int(300_000, 1000, 86_400_000, 'An active user idle this long loses the slot (sliding)'),
+  ACTIVE_READ_MEMO_MS: Int(
+    1000,
+    0,
+    1000,
+    'Seat maps and bookable days let a user through without asking Redis for this long after the queue answered the user active, so a user who left or whose slot ended may read them this long after (at most half of ACTIVE_TTL_MS; 0: every read asks). Holds and payments always ask',
+  ),
   ACTIVE_MAX_MS: Int(900_000, 100, 86_400_000, 'An admitted user loses the slot this long after admission, however active'),
   WAITING_TTL_MS: Int(120_000, 100, 86_400_000, 'A waiter who neither polls GET /concert/wait nor joins again for this long loses the place'),
   ADMIN_TOKEN: Type.Optional(

@@ -1,27 +1,12 @@
 import t from 'tap'
-import type { Test } from 'tap'
-import { buildApp } from '../src/app.js'
 import type { Config } from '../src/config.js'
 import { SEED_CONCERT_ID } from '../src/db/seed.js'
-import { listen, prepareTestData, testConfig } from './helpers/app.js'
+import { appInstances } from './helpers/app.js'
 import { addHall, addHallConcert, HALL_CONCERT_ID } from './helpers/halls.js'
 import { bearer, send, type Reply } from './helpers/http.js'
 import { eachConcurrently, range } from './helpers/lists.js'
 import { OPEN_QUEUE, activeTokens } from './helpers/queue.js'
 import { waitFor } from './helpers/wait.js'
-
-/** Two app instances on one database and one Redis, as two workers or two hosts are. */
-async function twoInstances(t: Test, overrides: Record<string, string | number | boolean>) {
-  const config = testConfig({ ...OPEN_QUEUE, ...overrides })
-  const db = await prepareTestData(t, config)
-  const urls: string[] = []
-  for (let i = 0; i < 2; i++) {
-    const app = await buildApp(config, { logger: false })
-    t.teardown(() => app.close())
-    urls.push(await listen(app))
-  }
-  return { config, db, urls }
-}
 
 const seatMap = (url: string, concertDetailId: number, token: string, headers: Record<string, string> = {}, view = 'full') =>
   send(url, 'GET', `/concert/seats/${concertDetailId}?view=${view}`, { headers: { ...bearer(token), ...headers } })
@@ -37,7 +22,7 @@ function freeSeats(body: unknown): number[] {
 
 t.test('holds and payments through two instances: no seat map shows a taken seat free later than SEAT_MAP_CHECK_MS after it was taken', async (t) => {
   const checkMs = 25
-  const { db, urls } = await twoInstances(t, { SEAT_MAP_CHECK_MS: checkMs, HOLD_TTL_MS: 600_000 })
+  const { db, urls } = await appInstances(t, { ...OPEN_QUEUE, SEAT_MAP_CHECK_MS: checkMs, HOLD_TTL_MS: 600_000 })
   const seats = 240
   const hall = await addHall(db, SEED_CONCERT_ID, seats, 1000)
   const bookers = range(1, 60)
@@ -100,7 +85,7 @@ t.test('holds and payments through two instances: no seat map shows a taken seat
 })
 
 t.test('an unchanged seat map answers 304 to its ETag on either instance; a hold on the other changes it at once with SEAT_MAP_CHECK_MS=0', async (t) => {
-  const { db, urls } = await twoInstances(t, { SEAT_MAP_CHECK_MS: 0 })
+  const { db, urls } = await appInstances(t, { ...OPEN_QUEUE, SEAT_MAP_CHECK_MS: 0 })
   const [a, b] = urls as [string, string]
   const hall = await addHall(db, SEED_CONCERT_ID, 30)
   const [poller, holder] = await activeTokens(a, [1, 2])
@@ -123,7 +108,7 @@ t.test('an unchanged seat map answers 304 to its ETag on either instance; a hold
 })
 
 t.test('?view=available answers only the free seat numbers; another view is a 400', async (t) => {
-  const { db, urls } = await twoInstances(t, { SEAT_MAP_CHECK_MS: 0 })
+  const { db, urls } = await appInstances(t, { ...OPEN_QUEUE, SEAT_MAP_CHECK_MS: 0 })
   const [a, b] = urls as [string, string]
   const hall = await addHall(db, SEED_CONCERT_ID, 10)
   const [userToken] = await activeTokens(a, [3])
@@ -140,7 +125,7 @@ t.test('?view=available answers only the free seat numbers; another view is a 40
 })
 
 t.test('the bookable days drop a sold-out day as soon as its last seat is held, on the other instance too', async (t) => {
-  const { db, urls } = await twoInstances(t, { SEAT_MAP_CHECK_MS: 0 })
+  const { db, urls } = await appInstances(t, { ...OPEN_QUEUE, SEAT_MAP_CHECK_MS: 0 })
   const [a, b] = urls as [string, string]
   await addHallConcert(db)
   const lastSeat = await addHall(db, HALL_CONCERT_ID, 1)
@@ -164,7 +149,7 @@ t.test('the bookable days drop a sold-out day as soon as its last seat is held, 
 
 t.test('a lapsing hold frees its seat in the cached map and days by itself, with no bump', async (t) => {
   // A cache that lived its full CONCERT_CACHE_MS would still show the seat held when the wait gives up.
-  const { db, urls } = await twoInstances(t, { HOLD_TTL_MS: 400, CONCERT_CACHE_MS: 60_000 })
+  const { db, urls } = await appInstances(t, { ...OPEN_QUEUE, HOLD_TTL_MS: 400, CONCERT_CACHE_MS: 60_000 })
   const [a] = urls as [string, string]
   await addHallConcert(db)
   const hall = await addHall(db, HALL_CONCERT_ID, 1)
@@ -180,7 +165,7 @@ t.test('a lapsing hold frees its seat in the cached map and days by itself, with
 
 t.test('a change made behind the cache (SQL, no bump) stays unseen until CONCERT_CACHE_MS: the map really is cached', async (t) => {
   const cacheMs = 3000
-  const { config, db, urls } = await twoInstances(t, { CONCERT_CACHE_MS: cacheMs, SEAT_MAP_CHECK_MS: 0 })
+  const { config, db, urls } = await appInstances(t, { ...OPEN_QUEUE, CONCERT_CACHE_MS: cacheMs, SEAT_MAP_CHECK_MS: 0 })
   const [a] = urls as [string, string]
   const hall = await addHall(db, SEED_CONCERT_ID, 3)
   const [userToken] = await activeTokens(a, [6])

@@ -53,13 +53,14 @@ const concertRoutes: FastifyPluginAsyncTypebox = async (app) => {
     return reply.type('application/json; charset=utf-8').send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength))
   }
 
-  // The booking pages need the caller active in the queue of the concert they show.
-  const activeInConcert = app.requireActiveIn(async (request) => {
+  // The booking pages need the caller active in the queue of the concert they show; they only
+  // read, so an ACTIVE answer is reused for ACTIVE_READ_MEMO_MS.
+  const activeInConcert = app.requireActiveToRead(async (request) => {
     const { concertId } = request.params as Static<typeof ConcertParams>
     if (!(await app.queueCatalog.knowsConcert(concertId))) throw notFound(concertId)
     return concertId
   })
-  const activeInDetailsConcert = app.requireActiveIn((request: FastifyRequest) =>
+  const activeInDetailsConcert = app.requireActiveToRead((request: FastifyRequest) =>
     app.concertOfDetail((request.params as Static<typeof DetailParams>).concertDetailId),
   )
 

@@ -1,5 +1,6 @@
 import fp from 'fastify-plugin'
 import jwt from '@fastify/jwt'
+import { performance } from 'node:perf_hooks'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { AppError } from './errors.js'
 
@@ -9,6 +10,12 @@ declare module 'fastify' {
     authenticate: (request: FastifyRequest, reply: FastifyReply) => Promise<void>
     /** preHandler: authenticate, then let through only users admitted to the queue of the concert `concertOf` names. */
     requireActiveIn: (concertOf: (request: FastifyRequest) => Promise<number>) => (request: FastifyRequest, reply: FastifyReply) => Promise<void>
+    /**
+     * preHandler of read-only booking pages: as `requireActiveIn`, but a user the queue answered
+     * active less than ACTIVE_READ_MEMO_MS ago is let through without asking Redis again. Never
+     * for a call that writes.
+     */
+    requireActiveToRead: (concertOf: (request: FastifyRequest) => Promise<number>) => (request: FastifyRequest, reply: FastifyReply) => Promise<void>
     /** Refuses (403) a caller whose token is for another concert or whom that concert's queue has not admitted; slides the active slot's expiry. */
     assertActive: (request: FastifyRequest, concertId: number) => Promise<void>
     signQueueToken: (userId: number, concertId: number) => string
@@ -28,6 +35,9 @@ declare module '@fastify/jwt' {
 }
 
 export const BARE_USER_ID = /^[1-9][0-9]{0,9}$/
+
+/** Queue tokens whose verification one worker keeps: well above the users active at once per worker. */
+const VERIFIED_TOKENS = 10_000
 
 /** The audience of queue tokens: what keeps an identity token from passing as one, and back. */
 export const QUEUE_AUDIENCE = 'seatrush-queue'
@@ -51,7 +61,10 @@ export default fp(
     await app.register(jwt, {
       secret: config.TOKEN_SECRET,
       sign: { algorithm: 'HS256', expiresIn: config.TOKEN_TTL_S, aud: QUEUE_AUDIENCE },
-      verify: { algorithms: ['HS256'], allowedAud: QUEUE_AUDIENCE, requiredClaims: ['aud'] },
+      // A token verified once is known good until it expires: its repeats skip the HMAC and the
+      // JSON decoding (fast-jwt's cache; failures are not reused). Keyed by the token itself:
+      // hashing it (the default key) cost a hit most of what the HMAC costs.
+      verify: { algorithms: ['HS256'], allowedAud: QUEUE_AUDIENCE, requiredClaims: ['aud'], cache: VERIFIED_TOKENS, cacheKeyBuilder: (token: string) => token },
     })
     app.decorateRequest('authUserId', 0)
     app.decorateRequest('queueConcertId', undefined)
@@ -87,11 +100,15 @@ export default fp(
       }
     })
 
-    app.decorate('assertActive', async (request: FastifyRequest, concertId: number) => {
+    const assertTokenFor = (request: FastifyRequest, concertId: number) => {
       const tokenConcert = request.queueConcertId
       if (tokenConcert !== undefined && tokenConcert !== concertId) {
         throw new AppError(403, 'WRONG_CONCERT', `The queue token is for concert ${tokenConcert}, not concert ${concertId}: join that concert's queue`)
       }
+    }
+
+    const assertActive = async (request: FastifyRequest, concertId: number) => {
+      assertTokenFor(request, concertId)
       const standing = await app.queue.verifyAndTouch(request.authUserId, concertId)
       if (standing.status === 'PREQUEUE') {
         throw new AppError(403, 'NOT_ACTIVE', `Waiting for the sale to open at ${standing.opensAt}`, { position: 0, etaSeconds: standing.etaSeconds })
@@ -105,11 +122,23 @@ export default fp(
       if (standing.status === 'NONE') {
         throw new AppError(403, 'NOT_IN_QUEUE', 'Not in the queue: join it with POST /concert/wait')
       }
-    })
+    }
+    app.decorate('assertActive', assertActive)
 
     app.decorate('requireActiveIn', (concertOf: (request: FastifyRequest) => Promise<number>) => async (request: FastifyRequest, reply: FastifyReply) => {
       await app.authenticate(request, reply)
-      await app.assertActive(request, await concertOf(request))
+      await assertActive(request, await concertOf(request))
+    })
+
+    const { activeReads } = app.queue
+    app.decorate('requireActiveToRead', (concertOf: (request: FastifyRequest) => Promise<number>) => async (request: FastifyRequest, reply: FastifyReply) => {
+      await app.authenticate(request, reply)
+      const concertId = await concertOf(request)
+      assertTokenFor(request, concertId)
+      if (activeReads.has(request.authUserId, concertId)) return
+      const askedAt = performance.now()
+      await assertActive(request, concertId)
+      activeReads.remember(request.authUserId, concertId, askedAt)
     })
   },
   { name: 'auth', dependencies: ['config', 'queue'] },

@@ -1,4 +1,5 @@
 import fp from 'fastify-plugin'
+import { createActiveReads, type ActiveReads } from './active-reads.js'
 import { createCatalog, type Catalog } from './catalog.js'
 import { createQueue, defineQueueCommands, queueSettings, type Queue } from './queue.js'
 
@@ -10,7 +11,11 @@ type QueueSizes = { waiting: number; active: number }
 
 declare module 'fastify' {
   interface FastifyInstance {
-    queue: Queue & { sizes: () => Promise<QueueSizes> }
+    queue: Queue & {
+      sizes: () => Promise<QueueSizes>
+      /** Who the queue answered ACTIVE lately, for read-only pages only (see `requireActiveToRead`). */
+      activeReads: ActiveReads
+    }
     /** The known users and concerts in Redis, so a join asks no MySQL. */
     queueCatalog: Catalog
     /** Runs `listener` after each round of admission ticks in which this process won at least one. */
@@ -47,7 +52,18 @@ export default fp(
       )
       return counts.reduce((sum, c) => ({ waiting: sum.waiting + c.waiting, active: sum.active + c.active }), { waiting: 0, active: 0 })
     }
-    app.decorate('queue', Object.assign(queue, { sizes }))
+    // Half the slot's sliding lifetime at most, so a steady reader's Redis checks still slide the slot in time.
+    const activeReads = createActiveReads(Math.min(config.ACTIVE_READ_MEMO_MS, Math.floor(config.ACTIVE_TTL_MS / 2)))
+    // The worker that sees a user leave (or pay, which leaves) stops letting them read at once.
+    const { leave: leaveQueue } = queue
+    const leave: Queue['leave'] = async (userId, concertId) => {
+      try {
+        return await leaveQueue(userId, concertId)
+      } finally {
+        activeReads.forget(userId, concertId)
+      }
+    }
+    app.decorate('queue', Object.assign(queue, { sizes, leave, activeReads }))
     app.decorate('queueCatalog', catalog)
 
     const listeners: TickListener[] = []

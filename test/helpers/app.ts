@@ -57,6 +57,21 @@ export async function buildTestApp(t: Test, overrides: Record<string, string | n
   return { app, db, config }
 }
 
+/** `count` app instances on one database and one Redis, as workers or hosts are, each listening. */
+export async function appInstances(t: Test, overrides: Record<string, string | number | boolean>, count = 2) {
+  const config = testConfig(overrides)
+  const db = await prepareTestData(t, config)
+  const apps: FastifyInstance[] = []
+  const urls: string[] = []
+  for (let i = 0; i < count; i++) {
+    const app = await buildApp(config, { logger: false })
+    t.teardown(() => app.close())
+    apps.push(app)
+    urls.push(await listen(app))
+  }
+  return { config, db, apps, urls }
+}
+
 /** Listens on a free port so tests can send real concurrent HTTP requests. */
 export async function listen(app: FastifyInstance): Promise<string> {
   return app.listen({ port: 0, host: '127.0.0.1' })
