@@ -157,6 +157,10 @@ export class SheddingPool implements MysqlPool {
 
   end(callback: (error: unknown) => void): void {
     clearInterval(this.#timer)
+    // As mysql2 answers its own waiters when it closes: nobody is left waiting for ever.
+    for (const waiter of this.#line.splice(this.#head)) waiter?.callback(new Error('Pool is closed.'), undefined as never)
+    this.#head = 0
+    this.#line = []
     this.pool.end(callback)
   }
 
