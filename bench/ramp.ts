@@ -34,7 +34,7 @@ interface Case {
   steps: (fixture: Fixture) => RequestStep[]
 }
 
-const cases: Case[] = [
+const allCases: Case[] = [
   {
     name: 'browse and queue',
     what: "the report's scenario 2: GET /concert/1, GET /concerts/1, POST /concert/wait",
@@ -59,6 +59,9 @@ await runLab<RampRow>('ramp', async ({ flags, pinning, progress }) => {
   const hallSeats = flags.hallSeats ?? 5000
   const workers = flags.workers ?? pinning.serverCpuCount
   const config = labConfig('ramp', users, { WORKERS: workers, ...flags.set })
+  const unknown = flags.cases.filter((name) => !allCases.some((c) => c.name === name))
+  if (unknown.length) throw new Error(`no such case: ${unknown.join(', ')} (cases: ${allCases.map((c) => c.name).join(', ')})`)
+  const cases = flags.cases.length ? allCases.filter((c) => flags.cases.includes(c.name)) : allCases
   progress(`fresh lab database (${users} users, ${hallSeats}-seat hall)`)
   const fixture = await resetLab(config, hallSeats)
   const probeDir = mkdtempSync(join(tmpdir(), 'seatrush-ramp-'))
@@ -143,9 +146,9 @@ await runLab<RampRow>('ramp', async ({ flags, pinning, progress }) => {
   }
   if (!quick) notes.push('The machine is shared: other work on it during the run shows up as noise.')
 
-  const charts = cases.flatMap((rampCase, index) => {
+  const charts = cases.flatMap((rampCase) => {
     const mine = rows.filter((row) => row.case === rampCase.name)
-    const slug = index === 0 ? 'browse' : 'hall'
+    const slug = rampCase.name === 'large hall' ? 'hall' : 'browse'
     return [
       {
         name: `${slug}-throughput`,

@@ -21,6 +21,10 @@ export interface Flags {
   rounds?: number
   /** Results root; the run's folder is created inside it. */
   out?: string
+  /** rush only: the join burst alone, without the rush after it. */
+  burstOnly: boolean
+  /** ramp only: the cases to run (by name); all when empty. */
+  cases: string[]
 }
 
 const usage = `Flags (all optional):
@@ -36,6 +40,8 @@ const usage = `Flags (all optional):
   --slo MS                goodput counts 2xx answered within this many ms (default 1000)
   --sizes N[,N...]        serializer, relief: the hall sizes (seats) measured (relief: beside GET /concert/1)
   --rounds N              serializer only: how often every measurement is repeated (tables show medians)
+  --burst-only            rush only: measure the join burst and stop (no rush after it)
+  --case NAME             ramp only: run this case alone ("browse and queue", "large hall"); repeatable
   --set NAME=value        a server setting (any variable of src/config.ts), applied last; repeatable
   --no-pin                do not pin the load generator and the servers to separate CPUs (serializer never does)
   --tsx                   run the servers from TypeScript through tsx instead of compiled (BENCH_RUNTIME=tsx)`
@@ -69,6 +75,8 @@ export function readFlags(argv = process.argv.slice(2)): Flags {
       slo: { type: 'string' },
       sizes: { type: 'string' },
       rounds: { type: 'string' },
+      'burst-only': { type: 'boolean', default: false },
+      case: { type: 'string', multiple: true, default: [] },
       help: { type: 'boolean', default: false },
     },
   })
@@ -98,5 +106,7 @@ export function readFlags(argv = process.argv.slice(2)): Flags {
     sizes: values.sizes?.split(',').map((value) => positive('sizes', value)!),
     rounds: positive('rounds', values.rounds),
     out: values.out,
+    burstOnly: values['burst-only'],
+    cases: values.case,
   }
 }

@@ -8,6 +8,8 @@ export interface Answer {
   ms: number
   /** When the request had a connection (performance.now()). */
   at: number
+  /** The request opened its connection (it was not sent on one kept alive from an earlier request). */
+  fresh: boolean
 }
 
 export interface KeepAliveClient {
@@ -57,11 +59,12 @@ export function keepAliveClient(baseUrl: string, connections: number, timeoutMs 
         headers['content-length'] = Buffer.byteLength(payload)
       }
       let at = performance.now()
+      let fresh = false
       let settled = false
       const finish = (status: number, body: unknown) => {
         if (settled) return
         settled = true
-        done({ status, body, ms: performance.now() - at, at })
+        done({ status, body, ms: performance.now() - at, at, fresh })
       }
       const req = request(`${baseUrl}${path}`, { method, agent, headers, timeout: timeoutMs }, (res) => {
         let text = ''
@@ -76,7 +79,10 @@ export function keepAliveClient(baseUrl: string, connections: number, timeoutMs 
           finish(res.statusCode ?? 0, body)
         })
       })
-      req.on('socket', () => (at = performance.now()))
+      req.on('socket', () => {
+        at = performance.now()
+        fresh = !req.reusedSocket
+      })
       req.on('timeout', () => req.destroy(new Error('timed out')))
       req.on('error', () => finish(0, undefined))
       req.end(payload)

@@ -89,28 +89,42 @@ export class PoolOverloadedError extends Error {
 
 interface Waiter {
   since: number
-  /** Unset once the waiter was refused; the connection it is given later goes straight back. */
-  callback: ((error: unknown, connection: MysqlPoolConnection) => void) | undefined
+  callback: (error: unknown, connection: MysqlPoolConnection) => void
 }
 
 /**
  * The pool Kysely takes connections from, timing each wait for one (CoDel on the wait queue).
- * Every SHED_SAMPLE_MS the oldest waiter's wait is observed. Once waits stayed above the target
- * for the interval the pool is overloaded until its queue empties, and meanwhile a waiter that
- * has waited a sample period is refused with PoolOverloadedError: a standing queue turns into
- * fast 503s and stays short, while a burst that drains within the target is served whole.
+ * It keeps the wait line itself and passes mysql2 no more requests than the pool has connections,
+ * so it decides who is served next. Every SHED_SAMPLE_MS the oldest waiter's wait is observed.
+ * Once waits stayed above the target for the interval the pool is overloaded until its line
+ * empties, and meanwhile:
+ * - a waiter that has waited a sample period is refused with PoolOverloadedError: a standing
+ *   queue turns into fast 503s and stays short, while a burst that drains within the target is
+ *   served whole;
+ * - a freed connection goes to the newest waiter, not the oldest (adaptive LIFO, "Fail at
+ *   Scale"): under overload the newest waiter is the likeliest to still be within its client's
+ *   deadline, while the oldest has likely given up. Outside overload the line is FIFO.
  * Without `shed` it only passes requests through.
  */
 export class SheddingPool implements MysqlPool {
   readonly #codel: Codel | undefined
-  // In arrival order, as mysql2 serves them; a refused waiter stays until mysql2 reaches it.
-  readonly #waiters = new Set<Waiter>()
+  readonly #limit: number
+  /** Requests passed to mysql2 and not released yet: at most `#limit`. */
+  #out = 0
+  /** The wait line, oldest first, from `#head` on. */
+  #line: Array<Waiter | undefined> = []
+  #head = 0
   readonly #timer: NodeJS.Timeout | undefined
+  /** The connections whose release this pool already hears about... */
+  readonly #watched = new WeakSet<MysqlPoolConnection>()
+  /** ... and those it lent out now (mysql2's own pool.query lends connections too). */
+  readonly #lent = new Set<MysqlPoolConnection>()
 
   constructor(
     readonly pool: Pool,
     shed?: { targetMs: number; intervalMs: number },
   ) {
+    this.#limit = (pool as unknown as { config: { connectionLimit: number } }).config.connectionLimit
     if (!shed) return
     this.#codel = new Codel(shed.targetMs, shed.intervalMs)
     this.#timer = setInterval(() => this.#sample(), SHED_SAMPLE_MS).unref()
@@ -121,45 +135,91 @@ export class SheddingPool implements MysqlPool {
    * not moving within the short timeout. The worker then sheds it before it does any work.
    */
   get standing(): boolean {
-    if (!this.#codel?.overloaded) return false
+    if (!this.overloaded) return false
     return performance.now() - this.#oldestSince() > SHED_SAMPLE_MS
+  }
+
+  /** Waits stood above the target for the interval, and the line has not emptied since. */
+  get overloaded(): boolean {
+    return this.#codel?.overloaded ?? false
+  }
+
+  /** Requests waiting for a connection. */
+  get waiting(): number {
+    return this.#line.length - this.#head
   }
 
   getConnection(callback: (error: unknown, connection: MysqlPoolConnection) => void): void {
     if (!this.#codel) return this.pool.getConnection(callback)
-    const waiter: Waiter = { since: performance.now(), callback }
-    this.#waiters.add(waiter)
-    this.pool.getConnection((error, connection) => {
-      this.#waiters.delete(waiter)
-      if (waiter.callback) return waiter.callback(error, connection)
-      if (!error) connection.release()
-    })
+    if (this.#out < this.#limit && this.waiting === 0) return this.#take(callback)
+    this.#line.push({ since: performance.now(), callback })
   }
 
   end(callback: (error: unknown) => void): void {
     clearInterval(this.#timer)
+    // As mysql2 answers its own waiters when it closes: nobody is left waiting for ever.
+    for (const waiter of this.#line.splice(this.#head)) waiter?.callback(new Error('Pool is closed.'), undefined as never)
+    this.#head = 0
+    this.#line = []
     this.pool.end(callback)
   }
 
+  #take(callback: Waiter['callback']): void {
+    this.#out++
+    this.pool.getConnection((error, connection) => {
+      if (error) {
+        this.#returned()
+        return callback(error, connection)
+      }
+      this.#watch(connection)
+      this.#lent.add(connection)
+      callback(null, connection)
+    })
+  }
+
+  /** Hears each connection's release once, however often it is lent out. */
+  #watch(connection: MysqlPoolConnection): void {
+    if (this.#watched.has(connection)) return
+    this.#watched.add(connection)
+    const release = connection.release.bind(connection)
+    connection.release = () => {
+      release()
+      if (this.#lent.delete(connection)) this.#returned()
+    }
+  }
+
+  #returned(): void {
+    this.#out--
+    while (this.#out < this.#limit && this.waiting > 0) this.#take(this.#next().callback)
+  }
+
+  /** The next waiter to serve, out of the line: the oldest, or the newest while overloaded. */
+  #next(): Waiter {
+    if (this.#codel!.overloaded) return this.#line.pop()!
+    const waiter = this.#line[this.#head]!
+    this.#line[this.#head++] = undefined
+    if (this.#head === this.#line.length) (this.#line = []), (this.#head = 0)
+    else if (this.#head > 1024 && this.#head * 2 > this.#line.length) (this.#line = this.#line.slice(this.#head)), (this.#head = 0)
+    return waiter
+  }
+
   #oldestSince(): number {
-    const oldest = this.#waiters.values().next().value as Waiter | undefined
-    return oldest?.since ?? Infinity
+    return this.#line[this.#head]?.since ?? Infinity
   }
 
   #sample(): void {
     const codel = this.#codel!
     const now = performance.now()
-    if (this.#waiters.size === 0) codel.drained()
+    if (this.waiting === 0) codel.drained()
     else codel.observe(now - this.#oldestSince(), now)
     if (!codel.overloaded) return
-    for (const waiter of this.#waiters) {
-      // Arrival order: everyone after a waiter younger than a sample period is younger still.
-      if (now - waiter.since < SHED_SAMPLE_MS) break
-      const callback = waiter.callback
-      if (!callback) continue
-      waiter.callback = undefined
-      callback(new PoolOverloadedError(), undefined as never)
+    // Oldest first: everyone after a waiter younger than a sample period is younger still.
+    while (this.waiting > 0 && now - this.#oldestSince() >= SHED_SAMPLE_MS) {
+      const waiter = this.#line[this.#head]!
+      this.#line[this.#head++] = undefined
+      waiter.callback(new PoolOverloadedError(), undefined as never)
     }
+    if (this.#head === this.#line.length) (this.#line = []), (this.#head = 0)
   }
 }
 

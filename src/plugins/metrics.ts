@@ -80,7 +80,9 @@ export default fp<MetricsOptions>(
       labelNames: ['state'] as const,
       registers,
       collect() {
+        // With shedding the requests wait in the SheddingPool's line, not in mysql2's.
         const usage = poolUsage(app.dbPool)
+        usage.waiting += app.dbQueue.waiting
         for (const [state, count] of Object.entries(usage)) this.set({ state }, count)
       },
     })
