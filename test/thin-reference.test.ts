@@ -26,7 +26,7 @@ const calls = new AsyncLocalStorage<{ prefix: string; sent: string[] }>()
 const valueType = (value: unknown) => (value === null ? 'null' : value instanceof Date ? 'date' : typeof value)
 
 type Query = (this: unknown, sql: unknown, values?: unknown, cb?: unknown) => unknown
-const baseConnection = Object.getPrototypeOf(mysql.Connection.prototype) as { query: Query }
+const baseConnection = Object.getPrototypeOf(mysql.Connection.prototype) as { query: Query; execute: Query }
 const query = baseConnection.query
 baseConnection.query = function (this: unknown, sql: unknown, values?: unknown, cb?: unknown) {
   const text = typeof sql === 'string' ? sql : (sql as { sql: string }).sql
@@ -34,6 +34,12 @@ baseConnection.query = function (this: unknown, sql: unknown, values?: unknown, 
   // A new connection's session set-up runs once per connection, whichever call opened it.
   if (!/^SET time_zone/.test(text)) calls.getStore()?.sent.push(`sql ${text} [${(Array.isArray(args) ? args : []).map(valueType).join(', ')}]`)
   return query.call(this, sql, values, cb)
+}
+// Neither server prepares statements; one that starts to is a difference too.
+const execute = baseConnection.execute
+baseConnection.execute = function (this: unknown, sql: unknown, values?: unknown, cb?: unknown) {
+  calls.getStore()?.sent.push(`prepared ${typeof sql === 'string' ? sql : (sql as { sql: string }).sql}`)
+  return execute.call(this, sql, values, cb)
 }
 
 type SendCommand = (this: Redis, command: { name: string; args: unknown[] }, ...rest: unknown[]) => unknown
@@ -51,6 +57,7 @@ redisPrototype.sendCommand = function (command, ...rest) {
 }
 t.teardown(() => {
   baseConnection.query = query
+  baseConnection.execute = execute
   redisPrototype.sendCommand = sendCommand
 })
 
