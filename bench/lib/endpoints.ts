@@ -95,7 +95,6 @@ export const endpoints: Endpoint[] = [
   },
   { name: 'GET /concert/seats/:concertDetailId', expected: [], hot: true, step: steps.seatMap },
   { name: 'GET /concert/seats/:concertDetailId', variant: 'large hall', expected: [], hot: true, step: (fixture) => steps.hallSeatMap(fixture) },
-  // The thin reference has no views: it answers the full map to these, so compare them with hello only.
   { name: 'GET /concert/seats/:concertDetailId', variant: 'large hall, ?view=available', expected: [], hot: true, step: (fixture) => steps.hallSeatMap(fixture, 'available') },
   // 304s are not throughput (not 2xx): this row says how cheap revalidating an unchanged map is.
   { name: 'GET /concert/seats/:concertDetailId', variant: 'large hall, If-None-Match', expected: [304], step: steps.hallSeatMapRevalidated },

@@ -206,7 +206,9 @@ function workersOf(primaryPid: number): number[] {
 export async function startServer(kind: ServerKind, config: Config, options: StartOptions): Promise<RunningServer> {
   installCleanup()
   const port = await freePort()
-  const nodeArgs = serverRuntime().command(entries[kind], options.probeDir !== undefined)
+  // BENCH_CPU_PROF=<dir>: every server process (workers inherit it) writes a V8 CPU profile there on exit.
+  const profile = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []
+  const nodeArgs = [...profile, ...serverRuntime().command(entries[kind], options.probeDir !== undefined)]
   const child = spawnServer({
     command: [...(options.pinning.serverCpus ? ['taskset', '-c', options.pinning.serverCpus] : []), process.execPath, ...nodeArgs],
     env: { ...process.env, ...configToEnv(config), PORT: String(port), ...(options.probeDir ? { BENCH_PROBE_DIR: options.probeDir } : {}) },
