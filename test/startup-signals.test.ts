@@ -1,7 +1,9 @@
 import { readFileSync, readdirSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import t, { type Test } from 'tap'
-import { configToEnv } from '../src/config.js'
+import { configToEnv, type Config } from '../src/config.js'
+import { sql } from 'kysely'
+import { createDb, ensureDatabase } from '../src/db/connection.js'
 import { freePort } from '../src/runtime/services.js'
 import { dropStore } from './helpers/store.js'
 import { testConfig } from './helpers/app.js'
@@ -31,12 +33,16 @@ interface Started {
   server: ServerChild
   logs: LogLine[]
   marker: string
+  config: Config
   seen: (msg: string) => boolean
 }
 
-/** Starts `npm start`'s entry as a child with the test's own store; everything it started is killed at the end. */
-async function start(t: Test, overrides: Record<string, string | number> = {}, env: Record<string, string> = {}): Promise<Started> {
-  const config = testConfig({ LOG_LEVEL: 'info', WORKERS: 2, SHUTDOWN_TIMEOUT_MS: 60_000, ...overrides })
+/**
+ * Starts `npm start`'s entry as a child with the test's own store (or `reuse`, an earlier start's);
+ * everything it started is killed at the end.
+ */
+async function start(t: Test, overrides: Record<string, string | number> = {}, env: Record<string, string> = {}, reuse?: Config): Promise<Started> {
+  const config = reuse ?? testConfig({ LOG_LEVEL: 'info', WORKERS: 2, SHUTDOWN_TIMEOUT_MS: 60_000, ...overrides })
   const marker = `SEATRUSH_STARTUP_TEST=${randomBytes(6).toString('hex')}`
   const [name, value] = marker.split('=') as [string, string]
   const server = spawnServer({
@@ -50,7 +56,7 @@ async function start(t: Test, overrides: Record<string, string | number> = {}, e
     for (const { pid } of processesMarked(marker)) if (isAlive(pid)) process.kill(pid, 'SIGKILL')
     await dropStore(config)
   })
-  return { server, logs, marker, seen: (msg) => logs.some((line) => line.msg === msg) }
+  return { server, logs, marker, config, seen: (msg) => logs.some((line) => line.msg === msg) }
 }
 
 /** The primary exited 0, having served nothing, and left no process of its own behind. */
@@ -78,11 +84,47 @@ t.test('SIGTERM 100 ms after the entry began to run, its modules still loading: 
   await assertCleanExit(t, started, 30_000)
 })
 
-t.test('SIGTERM during seeding: the seed runs to its end, then a clean exit', async (t) => {
-  const started = await start(t, { SEED_USERS: 100_000 })
+t.test('SIGTERM during seeding: the seed stops after its batch, a clean exit, and the next start completes it', async (t) => {
+  const users = 300_000
+  const started = await start(t, { SEED_USERS: users })
+  const db = createDb(started.config.MYSQL_URL, 1)
+  t.teardown(() => db.destroy())
+  const seeded = async () => Number((await db.selectFrom('users').select(({ fn }) => fn.countAll<number>().as('n')).executeTakeFirstOrThrow()).n)
   await started.server.waitUntil('the primary to begin preparing the database', () => started.seen('services found'), 30_000)
-  await assertCleanExit(t, started, 60_000)
+  await waitFor('the first users to be seeded', async () => (await seeded().catch(() => 0)) > 0, { timeoutMs: 60_000, intervalMs: 20 })
+  await assertCleanExit(t, started, 30_000)
   t.ok(started.seen('start-up cancelled; bye'), 'the start-up was cancelled, not drained')
+  const cutShort = await seeded()
+  t.ok(cutShort < users, `the seed stopped early: ${cutShort} of ${users} users`)
+
+  const again = await start(t, {}, {}, started.config)
+  await again.server.waitUntil('the next start to serve', () => again.seen('seatrush is serving'), 120_000)
+  t.equal(await seeded(), users, 'the next start seeded the rest')
+  const details = await db.selectFrom('concert_details').select(['id', 'total_seats']).execute()
+  const seats = await db.selectFrom('seats').select(['concert_detail_id', ({ fn }) => fn.countAll<number>().as('n')]).groupBy('concert_detail_id').execute()
+  const perDetail = new Map(seats.map((row) => [row.concert_detail_id, Number(row.n)]))
+  const short = details.filter((d) => d.total_seats !== started.config.SEATS_PER_DETAIL || perDetail.get(d.id) !== d.total_seats)
+  t.same(short, [], 'every dated option has all its seats, counted in total_seats')
+  t.equal((await again.server.stop(60_000)).code, 0, 'and it stops cleanly')
+})
+
+t.test('a start-up that fails after starting a private redis-server: exit 1, the redis-server stopped with it', async (t) => {
+  // A table in the way of the first migration fails the preparation after the services were found.
+  const config = testConfig({ LOG_LEVEL: 'info', WORKERS: 2 })
+  await ensureDatabase(config.MYSQL_URL)
+  const db = createDb(config.MYSQL_URL, 1)
+  await sql`CREATE TABLE users (squatter INT)`.execute(db)
+  await db.destroy()
+  const started = await start(t, {}, { EMBEDDED_SERVICES: 'auto', REDIS_URL: `redis://127.0.0.1:${await freePort()}` }, config)
+  const exit = await started.server.waitForExit(60_000)
+  t.equal(exit.code, 1, 'the primary exits 1')
+  const found = started.logs.find((line) => line.msg === 'services found')
+  t.match(found, { redis: /^private redis-server/ }, 'it failed after its private redis-server answered')
+  t.match(started.server.tail(), /already exists/, 'because of the table in the way')
+  const left = await waitFor('every process it started to be gone', () => processesMarked(started.marker).length === 0 || undefined, { timeoutMs: 5000 }).catch(
+    () => processesMarked(started.marker),
+  )
+  t.same(left, true, 'no orphan process is left')
 })
 
 t.test("SIGTERM while the workers are still starting: they close without listening, nobody is killed at the timeout", async (t) => {
