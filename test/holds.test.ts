@@ -1,3 +1,4 @@
+import { setTimeout as delay } from 'node:timers/promises'
 import t from 'tap'
 import { buildTestApp, listen, prepareTestData, testConfig } from './helpers/app.js'
 import { OPEN_QUEUE, activeToken, activeTokens } from './helpers/queue.js'
@@ -108,9 +109,25 @@ t.test('Five concurrent users, 15 same-key payment retries each, racing the firs
   const tokens = await activeTokens(base, users)
   const held = await Promise.all(users.map((userId, i) => hold(base, tokens[i]!, userId, 4, userId)))
   t.same([...new Set(held.map((r) => r.status))], [200], 'every seat held')
+  // The window is a few ms wide: it opens when the retry's worker stalls between the two reads.
+  // The OS may pause a worker anywhere; here each in turn is stopped (SIGSTOP) for STALL_MS while
+  // the calls are in flight, so a retry holding a stale "no answer yet" can outwait the first's
+  // commit and release. Without the stalls the unfixed route passed 8 runs of 8.
+  const STALL_MS = 150
+  let racing = true
+  const stutter = (async () => {
+    for (let n = 0; racing; n++) {
+      const pid = server.workerPids[n % server.workerPids.length]!
+      process.kill(pid, 'SIGSTOP')
+      await delay(STALL_MS)
+      process.kill(pid, 'SIGCONT')
+      await delay(STALL_MS / 4)
+    }
+  })()
   const answers = await Promise.all(
     users.map((userId, i) => Promise.all(range(0, 16).map(() => pay(base, tokens[i]!, userId, 4, userId, `pay-${userId}`)))),
-  )
+  ).finally(() => (racing = false))
+  await stutter
   for (const [i, replies] of answers.entries()) {
     const userId = users[i]!
     const refused = replies.filter((r) => r.status !== 200).map((r) => `${r.status} ${r.body.code}`)
