@@ -198,7 +198,7 @@ export async function discoverServices(options: DiscoveryOptions): Promise<Servi
   }
   // Tracked from its spawn, so a child still starting is stopped with the rest on failure or cancel.
   // Should this process end without stop() (process.exit on an error, an uncaught exception), the
-  // children get SIGTERM as it goes: a private database never outlives its owner.
+  // children get SIGTERM as it goes; only a SIGKILL of this process can orphan them.
   const started = (child: ChildProcess) => {
     children.push(child)
     const orphanGuard = () => void (child.exitCode === null && child.signalCode === null && child.kill('SIGTERM'))
