@@ -1,8 +1,10 @@
+import { setTimeout as delay } from 'node:timers/promises'
 import t from 'tap'
-import { buildTestApp, listen } from './helpers/app.js'
+import { buildTestApp, listen, prepareTestData, testConfig } from './helpers/app.js'
 import { OPEN_QUEUE, activeToken, activeTokens } from './helpers/queue.js'
 import { assertInvariants } from './helpers/invariants.js'
 import { bearer, send } from './helpers/http.js'
+import { startServer } from './helpers/server-process.js'
 import { range } from './helpers/lists.js'
 import { waitFor } from './helpers/wait.js'
 
@@ -94,29 +96,42 @@ t.test('holds are limited per queue-token user (RATE_LIMIT_HOLD_PER_MIN)', async
   t.equal((await hold(base, b!, 8, 2, 10)).status, 200, 'another user is not limited')
 })
 
-t.test('five users each retry a payment 15 times with one key, racing the first: all get the first answer, one payment each', async (t) => {
-  const { app, db } = await buildTestApp(t, OPEN_QUEUE)
-  const base = await listen(app)
+t.test('Five concurrent users, 15 same-key payment retries each, racing the first: all 200 with the first answer, one payment each', async (t) => {
+  // The race is between processes: a retry on one worker finds no stored answer, the first call
+  // on another commits and gives up the queue slot, and the retry's queue check then fails. So
+  // a real cluster, and every call of a user on a connection of its own, all sent at once.
+  const config = testConfig({ ...OPEN_QUEUE, WORKERS: 3, SEED_USERS: 50 })
+  const db = await prepareTestData(t, config)
+  // Three workers start slowly on a busy machine.
+  const server = await startServer(t, config, { readyTimeoutMs: 120_000 })
+  const base = server.baseUrl
   const users = range(10, 5)
   const tokens = await activeTokens(base, users)
-  await Promise.all(users.map((userId, i) => hold(base, tokens[i]!, userId, 4, userId)))
-  // The first call, and retries in three lanes, each sent as the one before it is answered: so
-  // retries keep arriving while the first pays, commits and releases the slot.
+  const held = await Promise.all(users.map((userId, i) => hold(base, tokens[i]!, userId, 4, userId)))
+  t.same([...new Set(held.map((r) => r.status))], [200], 'every seat held')
+  // The window is a few ms wide: it opens when the retry's worker stalls between the two reads.
+  // The OS may pause a worker anywhere; here each in turn is stopped (SIGSTOP) for STALL_MS while
+  // the calls are in flight, so a retry holding a stale "no answer yet" can outwait the first's
+  // commit and release. Without the stalls the unfixed route passed 8 runs of 8.
+  const STALL_MS = 150
+  let racing = true
+  const stutter = (async () => {
+    for (let n = 0; racing; n++) {
+      const pid = server.workerPids[n % server.workerPids.length]!
+      process.kill(pid, 'SIGSTOP')
+      await delay(STALL_MS)
+      process.kill(pid, 'SIGCONT')
+      await delay(STALL_MS / 4)
+    }
+  })()
   const answers = await Promise.all(
-    users.map(async (userId, i) => {
-      const again = () => pay(base, tokens[i]!, userId, 4, userId, `pay-${userId}`)
-      const lane = async (count: number) => {
-        const replies = []
-        for (let n = 0; n < count; n++) replies.push(await again())
-        return replies
-      }
-      const [first, ...lanes] = await Promise.all([again(), lane(5), lane(5), lane(5)])
-      return [first!, ...lanes.flat()]
-    }),
-  )
+    users.map((userId, i) => Promise.all(range(0, 16).map(() => pay(base, tokens[i]!, userId, 4, userId, `pay-${userId}`)))),
+  ).finally(() => (racing = false))
+  await stutter
   for (const [i, replies] of answers.entries()) {
     const userId = users[i]!
-    t.same([...new Set(replies.map((r) => r.status))], [200], `user ${userId}: every call 200`)
+    const refused = replies.filter((r) => r.status !== 200).map((r) => `${r.status} ${r.body.code}`)
+    t.same(refused, [], `user ${userId}: all 16 calls 200`)
     t.equal(new Set(replies.map((r) => JSON.stringify(r.body))).size, 1, `user ${userId}: one answer`)
   }
   const payments = await db.selectFrom('payments').select(['user_id']).execute()

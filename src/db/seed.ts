@@ -7,6 +7,8 @@ export interface SeedOptions {
   details: number
   seatsPerDetail: number
   price: number
+  /** Stops the seed between batches: what was written stays, and the next seed completes it. */
+  signal?: AbortSignal
 }
 
 const BATCH = 2000
@@ -18,7 +20,8 @@ const SECOND_CONCERT_DETAILS = 2
 /**
  * Idempotent: users 1..N and concerts 1 and 2 with their dated options are created when missing
  * and never touched again (balances survive a restart); seats are topped up to `seatsPerDetail`.
- * Both sales are open from the seeding on.
+ * Both sales are open from the seeding on. Every batch commits alone, so a seed cut short leaves
+ * only whole rows, which the next one keeps and tops up.
  */
 export async function seed(db: Kysely<Database>, options: SeedOptions): Promise<void> {
   // Several hosts may start on an empty database at once, and topping up the dated options is a
@@ -37,6 +40,7 @@ export async function seed(db: Kysely<Database>, options: SeedOptions): Promise<
 async function seedLocked(db: Kysely<Database>, options: SeedOptions): Promise<void> {
   for (let first = 1; first <= options.users; first += BATCH) {
     const last = Math.min(options.users, first + BATCH - 1)
+    options.signal?.throwIfAborted()
     const rows = []
     for (let id = first; id <= last; id++) {
       rows.push({ id, name: `user-${id}`, point: options.points, starting_point: options.points })
@@ -49,6 +53,7 @@ async function seedLocked(db: Kysely<Database>, options: SeedOptions): Promise<v
     { id: SECOND_CONCERT_ID, title: 'Seatrush Encore', artist: 'The Queue', venue: 'Small Hall', details: SECOND_CONCERT_DETAILS, firstDay: 60 },
   ]
   for (const { details: count, firstDay: daysAhead, ...concert } of concerts) {
+    options.signal?.throwIfAborted()
     await db.insertInto('concerts').ignore().values(concert).execute()
 
     const existing = await db
@@ -68,6 +73,7 @@ async function seedLocked(db: Kysely<Database>, options: SeedOptions): Promise<v
 
     const details = await db.selectFrom('concert_details').select('id').where('concert_id', '=', concert.id).execute()
     for (const detail of details) {
+      options.signal?.throwIfAborted()
       await addSeats(db, detail.id, options.seatsPerDetail)
     }
   }

@@ -17,8 +17,8 @@ import type { PrimaryMessage, WorkerMessage } from './worker.js'
 export async function runPrimary(config: Config, stopRequested = false): Promise<void> {
   const log = pino({ level: config.LOG_LEVEL, base: { role: 'primary', pid: process.pid } })
   // A signal is honoured from the first instant: during start-up it cancels the start (a wait for
-  // a private database is cut short, a migration or seed runs to its end), stops the private
-  // services already started and exits 0; once workers are forked it drains them.
+  // a private database is cut short, a migration runs to its end, a seed stops after its batch),
+  // stops the private services already started and exits 0; once workers are forked it drains them.
   const startup = new AbortController()
   let shutdown: ((signal: string) => Promise<void>) | undefined
   const onSignal = (signal: NodeJS.Signals) => {
@@ -69,8 +69,9 @@ export async function runPrimary(config: Config, stopRequested = false): Promise
 
   let prepared: Awaited<ReturnType<typeof prepareDatabase>>
   try {
-    prepared = await prepareDatabase(workerConfig)
+    prepared = await prepareDatabase(workerConfig, { migrate: true, seed: true, signal: startup.signal })
   } catch (error) {
+    if (startup.signal.aborted) return exitDuringStartup(log, services)
     await services.stop()
     throw error
   }

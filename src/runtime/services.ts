@@ -197,7 +197,14 @@ export async function discoverServices(options: DiscoveryOptions): Promise<Servi
     await Promise.all(children.map(stopChild))
   }
   // Tracked from its spawn, so a child still starting is stopped with the rest on failure or cancel.
-  const started = (child: ChildProcess) => void children.push(child)
+  // Should this process end without stop() (process.exit on an error, an uncaught exception), the
+  // children get SIGTERM as it goes; only a SIGKILL of this process can orphan them.
+  const started = (child: ChildProcess) => {
+    children.push(child)
+    const orphanGuard = () => void (child.exitCode === null && child.signalCode === null && child.kill('SIGTERM'))
+    process.once('exit', orphanGuard)
+    child.once('exit', () => process.off('exit', orphanGuard))
+  }
   const cancelled = () => {
     if (options.signal?.aborted) throw new ServiceDiscoveryError('start-up cancelled')
   }
