@@ -72,7 +72,8 @@ export function runLoad(options: LoadOptions): Promise<LoadResult> {
     const instance = autocannon(
       {
         url: options.url,
-        connections: options.connections,
+        // autocannon refuses more connections than requests, as when few holds were won to pay for.
+        connections: options.requestCount ? Math.min(options.connections, options.requestCount) : options.connections,
         duration: options.durationS,
         amount: options.requestCount,
         timeout: timeoutS,
