@@ -210,13 +210,18 @@ await runLab<ScaleRow>('scale', async ({ flags, pinning, progress }) => {
     return row
   }
 
-  // The booking flow, one of each call per loop of a connection.
+  // The booking flow as a rush weighs it: users poll the line far more often than they hold a
+  // seat (bench:rush counts about 17 polls per hold), so a loop of a connection polls four times.
   const mix = (fixture: Fixture) => {
     const holds: Hold[] = []
+    const poll = endpoint('GET /concert/wait').step(fixture, holds)
     return [
       steps.concert(fixture),
       steps.join(fixture),
-      endpoint('GET /concert/wait').step(fixture, holds),
+      poll,
+      poll,
+      poll,
+      poll,
       endpoint('GET /concert/reservation/days/:concertId').step(fixture, holds),
       steps.seatMap(fixture),
       endpoint('PATCH /concert/seat').step(fixture, holds),
@@ -327,8 +332,8 @@ await runLab<ScaleRow>('scale', async ({ flags, pinning, progress }) => {
     title: 'seatrush scale: what each engine adds, on one machine',
     intro:
       `**${finding}**\n\n![2xx/s and p99 of each setup over the baseline](scale.svg)\n\n` +
-      `One workload, the booking flow (GET /concert/1, POST /concert/wait, GET /concert/wait, GET /concert/reservation/days/1, a ${config.SEATS_PER_DETAIL}-seat map, ` +
-      `PATCH /concert/seat, GET /point/:userId, one of each per loop, with the users' identity and queue tokens), from ${connections} autocannon connections for ${durationS} s ` +
+      `One workload, the booking flow (GET /concert/1, POST /concert/wait, GET /concert/wait four times, GET /concert/reservation/days/1, a ${config.SEATS_PER_DETAIL}-seat map, ` +
+      `PATCH /concert/seat, GET /point/:userId per loop, with the users' identity and queue tokens), from ${connections} autocannon connections for ${durationS} s ` +
       `after ${warmupS} s of warm-up, on each setup in turn, each on a fresh store with ${users} users admitted. Throughput counts 2xx only; ratios are to the baseline of this run. ` +
       `CPU% is utime + stime from /proc/<pid>/stat of each component's processes over the measured run (100 = one core). Then each call alone on the baseline for ${callS} s ` +
       '(the first joins and the payments as many as there are users and holds): its CPU per 2xx answer per component.',
