@@ -137,3 +137,23 @@ t.test('bench/relief.ts --quick: every lever against the baseline, and the pool 
   const report = readFileSync(join(dir, 'report.md'), 'utf8')
   t.match(report, /^# .+\n\n\*\*All levers together served .+\*\*\n\n!\[[^\]]+\]\(relief\.svg\)/, 'the report opens with its finding and the chart that shows it')
 })
+
+t.test('bench/scale.ts --quick: every setup against the baseline, and each call of the flow alone', async (t) => {
+  const dir = await runCommand(t, 'bench/scale.ts', ['--duration', '1', '--users', '100', '--hall', '2000', '--connections', '16'], 300_000)
+  t.same(validateRun(dir), [], 'the folder has the promised shape')
+  const record = JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8'))
+  t.equal(record.command, 'scale')
+  type Row = { part: string; case: string; throughputRatio: number; okPerS: number }
+  const setups = record.rows.filter((row: Row) => row.part === 'setups')
+  t.same(
+    setups.map((row: Row) => row.case),
+    ['baseline: one host, one Redis, no replica', 'Redis Cluster of 3 masters', 'read replica', 'nginx, one host', 'nginx, two hosts'],
+    'the baseline, then each engine',
+  )
+  t.equal(setups[0].throughputRatio, 1, 'ratios are to the baseline')
+  t.ok(setups.every((row: Row) => row.okPerS > 0), 'every setup answered 2xx through its engines')
+  const calls = record.rows.filter((row: Row) => row.part === 'calls').map((row: Row) => row.case.split(' (')[0])
+  for (const call of ['join', 'poll', 'dates', 'seat map', 'hold', 'payment']) t.ok(calls.includes(call), `${call} was measured alone`)
+  t.same(record.charts.map((chart: { file: string }) => chart.file).sort(), ['calls.svg', 'cpu.svg', 'scale.svg'])
+  t.match(readFileSync(join(dir, 'report.md'), 'utf8'), /^# .+\n\n\*\*Against the baseline's .+\*\*\n\n!\[[^\]]+\]\(scale\.svg\)/, 'the report opens with its finding and the chart that shows it')
+})

@@ -9,7 +9,7 @@ import type { Config } from '../../src/config.js'
 import { parseMysqlUrl } from '../../src/db/connection.js'
 import type { Pinning, Settings } from './server.js'
 
-export type Command = 'bench' | 'cluster' | 'ramp' | 'relief' | 'rush' | 'serializer'
+export type Command = 'bench' | 'cluster' | 'ramp' | 'relief' | 'rush' | 'scale' | 'serializer'
 
 export interface Machine {
   cpuModel: string

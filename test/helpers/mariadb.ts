@@ -42,6 +42,11 @@ export class MariaDb {
     return `mysql://root@127.0.0.1:${this.port}/${database}`
   }
 
+  /** The server's process id while it runs (its CPU can then be read from /proc). */
+  get pid(): number | undefined {
+    return this.running ? this.child!.pid : undefined
+  }
+
   get running(): boolean {
     return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null
   }

@@ -44,15 +44,19 @@ export interface Nginx {
   errorLog: () => string
   /** SIGTERM (nginx's fast shutdown), SIGKILL to its process group if it is still there after `timeoutMs`. */
   stop: (timeoutMs?: number) => Promise<Exit>
+  running: () => boolean
+  /** Deletes its folder (config and logs). */
+  remove: () => void
 }
 
 /**
- * Runs the repository's nginx config in front of `upstreams` (`host:port`, two of them) on a free
- * port: the rendered config, pid file and logs under `.data/nginx-<id>/`, removed after a test
- * that passed. nginx runs in the foreground as a child leading its own process group, and is
- * stopped by its pid when the test ends. Resolves once a GET /health through it is answered 200.
+ * Runs the repository's nginx config in front of `upstreams` (`host:port`, two of them; the same
+ * one twice is one host) on a free port: the rendered config, pid file and logs under
+ * `.data/nginx-<id>/`. nginx runs in the foreground as a child leading its own process group.
+ * Resolves once a GET /health through it is answered 200. The caller stops it (`stop`) and
+ * removes its folder (`remove`); `startNginx` does both when a test ends.
  */
-export async function startNginx(t: Test, upstreams: [string, string]): Promise<Nginx> {
+export async function runNginx(upstreams: [string, string], { accessLog = true }: { accessLog?: boolean } = {}): Promise<Nginx> {
   const dir = resolve('.data', `nginx-${randomBytes(4).toString('hex')}`)
   mkdirSync(dir, { recursive: true })
   const port = await freePort()
@@ -62,7 +66,7 @@ export async function startNginx(t: Test, upstreams: [string, string]): Promise<
     renderNginxConfig({
       NGINX_PORT: `127.0.0.1:${port}`,
       NGINX_ERROR_LOG: resolve(dir, 'error.log'),
-      NGINX_ACCESS_LOG: `${resolve(dir, 'access.log')} upstreams`,
+      NGINX_ACCESS_LOG: accessLog ? `${resolve(dir, 'access.log')} upstreams` : 'off',
       SEATRUSH_APP: upstreams[0],
       SEATRUSH_APP_2: upstreams[1],
     }),
@@ -89,28 +93,40 @@ export async function startNginx(t: Test, upstreams: [string, string]): Promise<
       } catch {}
     }
   }
-  t.teardown(async () => {
-    if (isAlive(pid)) await stop().catch(() => {})
-    // The logs stay for a look when the test failed.
-    if (t.passing()) rmSync(dir, { recursive: true, force: true })
-  })
-
-  const baseUrl = `http://127.0.0.1:${port}`
-  await waitFor(
-    `nginx on ${baseUrl} to answer GET /health with 200`,
-    async () => {
-      if (exit) throw new Error(`nginx exited (${JSON.stringify(exit)}):\n${errorLog()}`)
-      return (await send(baseUrl, 'GET', '/health', { timeoutMs: 2000 }).catch(() => undefined))?.status === 200
-    },
-    { timeoutMs: 15_000, intervalMs: 50 },
-  )
-  return {
-    baseUrl,
+  const nginx: Nginx = {
+    baseUrl: `http://127.0.0.1:${port}`,
     port,
     pid,
     dir,
     accessLog: () => readLog('access.log').split('\n').filter(Boolean),
     errorLog,
     stop,
+    running: () => !exit && isAlive(pid),
+    remove: () => rmSync(dir, { recursive: true, force: true }),
   }
+  try {
+    await waitFor(
+      `nginx on ${nginx.baseUrl} to answer GET /health with 200`,
+      async () => {
+        if (exit) throw new Error(`nginx exited (${JSON.stringify(exit)}):\n${errorLog()}`)
+        return (await send(nginx.baseUrl, 'GET', '/health', { timeoutMs: 2000 }).catch(() => undefined))?.status === 200
+      },
+      { timeoutMs: 15_000, intervalMs: 50 },
+    )
+  } catch (error) {
+    await stop().catch(() => {})
+    throw error
+  }
+  return nginx
+}
+
+/** `runNginx` for a test: stopped when the test ends, its folder removed if the test passed (the logs stay for a look otherwise). */
+export async function startNginx(t: Test, upstreams: [string, string]): Promise<Nginx> {
+  let nginx: Nginx | undefined
+  t.teardown(async () => {
+    if (nginx?.running()) await nginx.stop().catch(() => {})
+    if (nginx && t.passing()) nginx.remove()
+  })
+  nginx = await runNginx(upstreams)
+  return nginx
 }
