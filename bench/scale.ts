@@ -387,3 +387,7 @@ await runLab<ScaleRow>('scale', async ({ flags, pinning, progress }) => {
     summary: [setupTable, perRequest(callRows)],
   }
 })
+
+// The private engines are child processes whose handles keep the event loop alive: exiting runs
+// the cleanup registered above, which stops them by pid and removes their folders.
+process.exit()

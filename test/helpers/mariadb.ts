@@ -115,12 +115,13 @@ export class ReplicatedMariaDb {
     const dir = resolve('.data', `replication-${randomBytes(4).toString('hex')}`)
     const started: MariaDb[] = []
     try {
-      const [primary, replica] = await Promise.all([
-        MariaDb.start(resolve(dir, 'primary'), ['--server-id=1', '--log-bin=primary-bin', '--binlog-format=ROW']),
-        // userstat: the replica counts each user's SELECTs and writes (INFORMATION_SCHEMA.USER_STATISTICS).
-        MariaDb.start(resolve(dir, 'replica'), ['--server-id=2', '--relay-log=replica-relay', '--userstat=1']),
-      ])
-      started.push(primary, replica)
+      // One after the other: two mariadb-install-db runs at once have collided on a busy machine,
+      // and a server started beside one that failed would be left running.
+      const primary = await MariaDb.start(resolve(dir, 'primary'), ['--server-id=1', '--log-bin=primary-bin', '--binlog-format=ROW'])
+      started.push(primary)
+      // userstat: the replica counts each user's SELECTs and writes (INFORMATION_SCHEMA.USER_STATISTICS).
+      const replica = await MariaDb.start(resolve(dir, 'replica'), ['--server-id=2', '--relay-log=replica-relay', '--userstat=1'])
+      started.push(replica)
       await replica.query(
         `CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=${primary.port}, MASTER_USER='root', MASTER_PASSWORD='', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1`,
       )
