@@ -52,6 +52,7 @@ export async function publishCatalog(redis: RedisClient, db: Kysely<Database>, p
 export function createCatalog(redis: RedisClient, db: Kysely<Database>, prefix: string) {
   const keys = catalogKeys(prefix)
   let rebuilding: Promise<void> | undefined
+  const knownConcerts = new Set<number>()
 
   const rebuild = async () => {
     const deadline = Date.now() + 30_000
@@ -85,8 +86,13 @@ export function createCatalog(redis: RedisClient, db: Kysely<Database>, prefix: 
       return (await ensure()) && (await redis.sismember(keys.users, userId)) === 1
     },
     async knowsConcert(concertId: number): Promise<boolean> {
-      if (await redis.sismember(keys.concerts, concertId)) return true
-      return (await ensure()) && (await redis.sismember(keys.concerts, concertId)) === 1
+      // Concerts are only ever added, so a concert once known stays known: the dates, which every
+      // admitted user polls, then ask Redis nothing for it after a worker's first call.
+      if (knownConcerts.has(concertId)) return true
+      const known =
+        (await redis.sismember(keys.concerts, concertId)) === 1 || ((await ensure()) && (await redis.sismember(keys.concerts, concertId)) === 1)
+      if (known) knownConcerts.add(concertId)
+      return known
     },
     async concertIds(): Promise<number[]> {
       return (await redis.smembers(keys.concerts)).map(Number)
