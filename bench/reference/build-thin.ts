@@ -2,8 +2,9 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import { createSigner, createVerifier } from 'fast-jwt'
 import { Redis } from 'ioredis'
 import type { Config } from '../../src/config.js'
-import { encodeOptions, encodeSeatMap, type EncodedBody } from '../../src/concerts/encoded.js'
+import { encodeSeatMap, type EncodedBody } from '../../src/concerts/encoded.js'
 import { createConcertRepository } from '../../src/concerts/repository.js'
+import { loadBookableDays } from '../../src/concerts/seat-maps.js'
 import { createTtlCache } from '../../src/concerts/ttl-cache.js'
 import { createVersionedCache } from '../../src/concerts/versioned-cache.js'
 import { createDb } from '../../src/db/connection.js'
@@ -128,14 +129,7 @@ export async function buildThin(config: Config): Promise<FastifyInstance> {
   const days = createVersionedCache({
     ...timing,
     version: (concertId: number) => redis.hget(versions, `c:${concertId}`),
-    async load(concertId: number) {
-      const { value: options, nextLapseAt } = await concerts.optionsWithLapse(concertId)
-      if (!options) return { value: undefined, validUntil: null }
-      const now = Date.now()
-      const bookable = options.filter((option) => option.availableSeats > 0 && Date.parse(option.date) > now)
-      const validUntil = Math.min(nextLapseAt ?? Infinity, ...bookable.map((option) => Date.parse(option.date)))
-      return { value: encodeOptions(bookable), validUntil: Number.isFinite(validUntil) ? validUntil : null }
-    },
+    load: (concertId: number) => loadBookableDays(concerts, concertId),
   })
   // The app's seat-maps plugin keeps its own map of details to concerts for the bumps.
   const bumpedConcert = new Map<number, number>()

@@ -27,6 +27,22 @@ declare module 'fastify' {
  * by itself when its first live hold lapses. A bump Redis refuses leaves the other workers'
  * copies for at most CONCERT_CACHE_MS, their age limit.
  */
+/**
+ * A concert's bookable days, encoded, with the moment the list changes by itself: when a hold
+ * lapses (a sold-out day frees a seat) or a listed day starts.
+ */
+export async function loadBookableDays(
+  concerts: ReturnType<typeof createConcertRepository>,
+  concertId: number,
+): Promise<{ value: EncodedBody | undefined; validUntil: number | null }> {
+  const { value: options, nextLapseAt } = await concerts.optionsWithLapse(concertId)
+  if (!options) return { value: undefined, validUntil: null }
+  const now = Date.now()
+  const bookable = options.filter((option) => option.availableSeats > 0 && Date.parse(option.date) > now)
+  const validUntil = Math.min(nextLapseAt ?? Infinity, ...bookable.map((option) => Date.parse(option.date)))
+  return { value: encodeOptions(bookable), validUntil: Number.isFinite(validUntil) ? validUntil : null }
+}
+
 export default fp(
   async function seatMaps(app) {
     const { config } = app
@@ -51,15 +67,7 @@ export default fp(
     const days = createVersionedCache<number, EncodedBody | undefined>({
       ...timing,
       version: (concertId) => app.redis.hget(versions, concertField(concertId)),
-      async load(concertId) {
-        const { value: options, nextLapseAt } = await concerts.optionsWithLapse(concertId)
-        if (!options) return { value: undefined, validUntil: null }
-        const now = Date.now()
-        const bookable = options.filter((option) => option.availableSeats > 0 && Date.parse(option.date) > now)
-        // The list changes when a hold lapses (a sold-out day frees a seat) or a listed day starts.
-        const validUntil = Math.min(nextLapseAt ?? Infinity, ...bookable.map((option) => Date.parse(option.date)))
-        return { value: encodeOptions(bookable), validUntil: Number.isFinite(validUntil) ? validUntil : null }
-      },
+      load: (concertId) => loadBookableDays(concerts, concertId),
     })
 
     // Options never move to another concert, so this worker remembers each one's concert.
