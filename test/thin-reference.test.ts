@@ -96,7 +96,8 @@ async function book(t: Test, server: FastifyInstance, config: Config): Promise<S
 
 t.test('the thin reference sends the same statements as the app for a whole booking', async (t) => {
   // The lab's settings: everyone admitted at once, no rate limits (their counters are left out of both).
-  const settings = { ...OPEN_QUEUE, RATE_LIMIT_WAIT_PER_MIN: 0, RATE_LIMIT_PAY_PER_MIN: 0, RATE_LIMIT_HOLD_PER_MIN: 0 }
+  // The app's read memo (ACTIVE_READ_MEMO_MS) is off: the thin reference asks the queue on every read.
+  const settings = { ...OPEN_QUEUE, RATE_LIMIT_WAIT_PER_MIN: 0, RATE_LIMIT_PAY_PER_MIN: 0, RATE_LIMIT_HOLD_PER_MIN: 0, ACTIVE_READ_MEMO_MS: 0 }
   const appConfig = testConfig(settings)
   const thinConfig = { ...appConfig, ...storeBeside(appConfig, 'thin') }
   await prepareTestData(t, appConfig)

@@ -210,8 +210,10 @@ export class SheddingPool implements MysqlPool {
   #sample(): void {
     const codel = this.#codel!
     const now = performance.now()
-    if (this.waiting === 0) codel.drained()
-    else codel.observe(now - this.#oldestSince(), now)
+    // Drained only when nobody waits and a connection is free: refused waiters leave the line, and
+    // an empty line in front of a pool whose every connection is still taken is no relief.
+    if (this.waiting > 0) codel.observe(now - this.#oldestSince(), now)
+    else if (this.#out < this.#limit) codel.drained()
     if (!codel.overloaded) return
     // Oldest first: everyone after a waiter younger than a sample period is younger still.
     while (this.waiting > 0 && now - this.#oldestSince() >= SHED_SAMPLE_MS) {
