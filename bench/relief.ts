@@ -12,7 +12,7 @@ import { range } from '../test/helpers/lists.js'
 import { activeTokens } from '../test/helpers/queue.js'
 import { HALL_CONCERT_ID } from '../test/helpers/halls.js'
 import { runLoad, type LoadResult, type RequestStep } from './lib/autocannon.js'
-import { barChart } from './lib/charts.js'
+import { barChart, baselineRatioChart } from './lib/charts.js'
 import { endpoints, steps } from './lib/endpoints.js'
 import { admitAll, randomUser, resetLab, type Fixture, type Hold } from './lib/fixture.js'
 import { LAB_IDENTITY, withIdentity } from './lib/identity.js'
@@ -286,15 +286,11 @@ await runLab<ReliefRow>(
         {
           name: 'relief',
           title: 'Goodput and p99 of each lever over the baseline',
-          spec: barChart({
+          spec: baselineRatioChart({
             title: 'Each lever over the naive baseline (1 = no change)',
-            rows: leverRows.flatMap((row) => [
-              { lever: row.case, measure: 'goodput (2xx/s) ÷ baseline', ratio: Math.round(row.goodputRatio * 100) / 100 },
-              { lever: row.case, measure: 'p99 ÷ baseline', ratio: Math.round(row.p99Ratio * 100) / 100 },
-            ]),
-            category: { field: 'lever' },
-            value: { field: 'ratio', title: 'ratio to the baseline' },
-            series: { field: 'measure', title: 'measure' },
+            category: 'lever',
+            throughput: 'goodput (2xx/s)',
+            rows: leverRows.map((row) => ({ case: row.case, throughputRatio: row.goodputRatio, p99Ratio: row.p99Ratio })),
           }),
         },
         {

@@ -19,7 +19,7 @@ import { RedisCluster } from '../test/helpers/redis-cluster.js'
 import { RedisServer } from '../test/helpers/redis-server.js'
 import { ownStore } from '../test/helpers/store.js'
 import { runLoad, type LoadResult, type RequestStep } from './lib/autocannon.js'
-import { barChart } from './lib/charts.js'
+import { barChart, baselineRatioChart } from './lib/charts.js'
 import { endpoints, steps } from './lib/endpoints.js'
 import { admitAll, resetLab, type Fixture, type Hold } from './lib/fixture.js'
 import { LAB_IDENTITY, withIdentity } from './lib/identity.js'
@@ -350,16 +350,7 @@ await runLab<ScaleRow>('scale', async ({ flags, pinning, progress }) => {
       {
         name: 'scale',
         title: '2xx/s and p99 of each setup over the baseline',
-        spec: barChart({
-          title: 'Each setup over the baseline (1 = no change)',
-          rows: setupRows.flatMap((row) => [
-            { setup: row.case, measure: '2xx/s ÷ baseline', ratio: Math.round(row.throughputRatio * 100) / 100 },
-            { setup: row.case, measure: 'p99 ÷ baseline', ratio: Math.round(row.p99Ratio * 100) / 100 },
-          ]),
-          category: { field: 'setup' },
-          value: { field: 'ratio', title: 'ratio to the baseline' },
-          series: { field: 'measure', title: 'measure' },
-        }),
+        spec: baselineRatioChart({ title: 'Each setup over the baseline (1 = no change)', category: 'setup', throughput: '2xx/s', rows: setupRows }),
       },
       {
         name: 'cpu',

@@ -74,6 +74,26 @@ export function barChart(chart: BarChart): TopLevelSpec {
   }
 }
 
+/** Each case's throughput and p99 as bars beside each other, both as ratios to the run's baseline. */
+export function baselineRatioChart(chart: {
+  title: string
+  category: string
+  throughput: string
+  rows: Array<{ case: string; throughputRatio: number; p99Ratio: number }>
+}): TopLevelSpec {
+  const round = (ratio: number) => Math.round(ratio * 100) / 100
+  return barChart({
+    title: chart.title,
+    rows: chart.rows.flatMap((row) => [
+      { [chart.category]: row.case, measure: `${chart.throughput} ÷ baseline`, ratio: round(row.throughputRatio) },
+      { [chart.category]: row.case, measure: 'p99 ÷ baseline', ratio: round(row.p99Ratio) },
+    ]),
+    category: { field: chart.category },
+    value: { field: 'ratio', title: 'ratio to the baseline' },
+    series: { field: 'measure', title: 'measure' },
+  })
+}
+
 /** Vega-Lite compiled to Vega and rendered headless (no browser, no canvas) to SVG text. */
 async function renderSvg(spec: TopLevelSpec): Promise<string> {
   const view = new View(parse(compile(spec).spec), { renderer: 'none' })
