@@ -25,7 +25,7 @@ import { keepAliveClient, type Answer } from './lib/keepalive.js'
 import { runLab } from './lib/lab.js'
 import { all2xx, callStats, percentile, statusText, type CallStats } from './lib/latency.js'
 import { startMysqlCounter, type MysqlCommands } from './lib/mysql-counter.js'
-import { DATABASE_NAMES, REDIS_NAMES, findService, listenDrops, startCpuMeter } from './lib/proc.js'
+import { DATABASE_NAMES, REDIS_NAMES, findService, listenDrops, somaxconn, startCpuMeter } from './lib/proc.js'
 import { formatNumber, type Table } from './lib/report.js'
 import { labConfig, startServer, type Pinning } from './lib/server.js'
 
@@ -71,6 +71,8 @@ interface RushRow {
   cpu: { app: number; mysql: number; redis: number; loadGenerator: number }
   /** burst: connections the kernel dropped because a listen queue was full (machine-wide). */
   listenDrops?: number
+  /** The app's listen backlog as the kernel applies it: LISTEN_BACKLOG capped by net.core.somaxconn. */
+  backlog?: number
   /** burst: joins sent on a connection they opened, and joins sent on one kept alive. */
   byConnection?: { opened: CallStats; keptAlive: CallStats }
   /** burst: join latency by when the join was sent, in BURST_BUCKET_S buckets from the first. */
@@ -181,6 +183,7 @@ async function joinBurst(base: Config, users: number, connections: number, pinni
       mysql: { statements, commands: after.commands - before.commands, joins: users, statementsPerJoin: statements / users, globalQuestions: questions },
       cpu: cpuOf(used),
       listenDrops: drops,
+      backlog: Math.min(config.LISTEN_BACKLOG, somaxconn()),
       byConnection: { opened: callStats(answers.filter((answer) => answer.fresh)), keptAlive: callStats(answers.filter((answer) => !answer.fresh)) },
       burstTimeline,
     }
@@ -555,7 +558,7 @@ function burstReport(burst: RushRow) {
     notes.push(
       `The kernel dropped ${burst.listenDrops} connection attempts on full listen queues during the join burst (ListenDrops, machine-wide): ` +
         "those clients retried their SYN after 1 s or 3 s, which the join latency includes (timed from the moment the request had its socket, connecting included). " +
-        "The app listens with Node's default backlog of 511, fewer than the burst's connections.",
+        `The app listened with a backlog of ${burst.backlog} (LISTEN_BACKLOG, capped by net.core.somaxconn).`,
     )
   }
   const rows = burst.burstTimeline!.flatMap((bucket) => [

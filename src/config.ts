@@ -15,6 +15,11 @@ export const ConfigSchema = Type.Object({
   PORT: Int(8080, 0, 65535, 'HTTP port the cluster listens on'),
   HOST: Type.String({ default: '0.0.0.0', minLength: 1, description: 'Interface to bind' }),
   WORKERS: Int(availableParallelism(), 1, 256, 'Worker processes forked by the cluster primary'),
+  LISTEN_BACKLOG: Int(4096, 1, 65535, "Connections the kernel queues for the workers to accept (capped by the kernel's net.core.somaxconn); beyond it a client's SYN is dropped and retried after 1 s"),
+  CLUSTER_SCHEDULING: Type.Union([Type.Literal('os'), Type.Literal('round-robin')], {
+    default: 'os',
+    description: "os: each worker accepts its own connections (no hand-off, fast in a burst of new connections); round-robin: the primary accepts and hands them out in turn (Node's default)",
+  }),
   LOG_LEVEL: Type.Union(
     ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((level) => Type.Literal(level)),
     { default: 'info', description: 'pino log level' },

@@ -1,3 +1,4 @@
+import { readFileSync, readdirSync, readlinkSync } from 'node:fs'
 import { request as httpRequest } from 'node:http'
 import { setTimeout as delay } from 'node:timers/promises'
 import t from 'tap'
@@ -173,3 +174,36 @@ t.test('SIGINT to the whole process group drains cleanly', async (t) => {
   t.notOk(server.logs.some((line) => line.msg === 'worker died; replacing it'), 'no worker died of the signal')
   for (const pid of server.workerPids) t.notOk(isAlive(pid), `worker ${pid} is gone`)
 })
+
+/** The pids holding the socket that listens on 127.0.0.1:`port` (read from /proc, as `ss -tlnp` does). */
+function listenerPids(port: number, pids: number[]): number[] {
+  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`
+  const listening = readFileSync('/proc/net/tcp', 'utf8')
+    .split('\n')
+    .map((line) => line.trim().split(/\s+/))
+    .find((fields) => fields[1] === local && fields[3] === '0A')
+  if (!listening) return []
+  const socket = `socket:[${listening[9]}]`
+  return pids.filter((pid) => readdirSync(`/proc/${pid}/fd`).some((fd) => {
+    try {
+      return readlinkSync(`/proc/${pid}/fd/${fd}`) === socket
+    } catch {
+      return false
+    }
+  }))
+}
+
+for (const [scheduling, accepting] of [['os', 'each worker'], ['round-robin', 'the primary alone']] as const) {
+  t.test(`CLUSTER_SCHEDULING=${scheduling}: ${accepting} accepts new connections`, async (t) => {
+    const config = testConfig({ WORKERS: 2, SEED_USERS: 10, CLUSTER_SCHEDULING: scheduling })
+    await prepareTestData(t, config)
+    const server = await startServer(t, config)
+    const everyone = [server.pid, ...server.workerPids]
+    const holders = listenerPids(server.port, everyone)
+    // With round-robin only the primary has the listening socket and hands each connection over;
+    // otherwise the primary made it and every worker listens on it too.
+    t.same(holders.sort(), (scheduling === 'os' ? everyone : [server.pid]).sort(), 'who holds the listening socket')
+    const answers = await Promise.all(Array.from({ length: 20 }, () => send(server.baseUrl, 'GET', '/health', { timeoutMs: 5000 })))
+    t.same(answers.map((answer) => answer.status), Array(20).fill(200), 'every new connection is answered')
+  })
+}

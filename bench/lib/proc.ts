@@ -231,6 +231,15 @@ export function startMemoryWatch(pids: () => number[], probeDir: string | undefi
   }
 }
 
+/** The kernel's cap on any listen backlog (net.core.somaxconn); Infinity when unreadable. */
+export function somaxconn(): number {
+  try {
+    return Number(readFileSync('/proc/sys/net/core/somaxconn', 'utf8').trim()) || Infinity
+  } catch {
+    return Infinity
+  }
+}
+
 /**
  * The kernel's count of connections dropped because a listen queue was full (TcpExt
  * ListenDrops in /proc/net/netstat, every socket of this network namespace); 0 when unreadable.

@@ -87,6 +87,14 @@ export async function runPrimary(config: Config, stopRequested = false): Promise
   // registry over IPC and merges them (sums, or the aggregator a metric names).
   const metrics = new AggregatorRegistry()
 
+  // Node's round-robin has the primary accept each connection and hand it to a worker over IPC,
+  // one at a time per worker, each waiting for the worker's acknowledgement. A worker busy with a
+  // burst acknowledges slowly: in the lab's join burst (bench:rush --burst-only) the joins that
+  // opened their connection waited 4-6 s for it, against about 1 s when each worker accepts for
+  // itself. The kernel then spreads connections less evenly (58/42 against up to 72/28 for 1,000
+  // connections over 2 workers), which a busy worker evens out by accepting less.
+  cluster.schedulingPolicy = config.CLUSTER_SCHEDULING === 'os' ? cluster.SCHED_NONE : cluster.SCHED_RR
+
   const fork = (): Worker => {
     const worker = cluster.fork(env)
     worker.on('message', (message: WorkerMessage) => {

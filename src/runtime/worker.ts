@@ -78,6 +78,6 @@ export async function runWorker(config: Config, stopRequestedEarly = false): Pro
   ))
   // Only now: with no handler at all for an instant, SIGTERM would kill the worker outright.
   process.off('SIGTERM', requestStop)
-  const address = await app.listen({ port: config.PORT, host: config.HOST })
+  const address = await app.listen({ port: config.PORT, host: config.HOST, backlog: config.LISTEN_BACKLOG })
   process.send?.({ cmd: 'listening', address, routes: app.served } satisfies WorkerMessage)
 }
