@@ -33,7 +33,15 @@ export function parseClusterNodes(list: string): { host: string; port: number }[
  */
 export function createRedis(config: Pick<Config, 'REDIS_URL' | 'REDIS_CLUSTER_NODES'>): RedisClient {
   if (!config.REDIS_CLUSTER_NODES) {
-    return new Redis(config.REDIS_URL, { lazyConnect: true, enableOfflineQueue: false, retryStrategy: reconnectDelay, ...failFast })
+    return new Redis(config.REDIS_URL, {
+      lazyConnect: true,
+      enableOfflineQueue: false,
+      retryStrategy: reconnectDelay,
+      // Commands issued in one turn of the event loop leave in one write: a burst of joins costs
+      // one syscall per batch rather than three per join (rate limit, catalog, enqueue).
+      enableAutoPipelining: true,
+      ...failFast,
+    })
   }
   return new Cluster(parseClusterNodes(config.REDIS_CLUSTER_NODES), {
     lazyConnect: true,
