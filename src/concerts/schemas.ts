@@ -68,8 +68,8 @@ const pollHeaders = Type.Object({
 // The body schemas describe the JSON once decoded; how it travels is said here.
 const pollDescription =
   `Cached bytes with a strong ETag, answered 304 to If-None-Match while unchanged. Clients that accept gzip get bodies of ${GZIP_MIN_BYTES} bytes ` +
-  'and more gzipped (Content-Encoding: gzip) under an ETag of their own: the identity ETag with -gzip inside the quotes. The identity ETag ' +
-  'always gets the 304, the gzip one while gzip is acceptable. Vary: Accept-Encoding.'
+  'and more gzipped (Content-Encoding: gzip) under an ETag of their own: the identity ETag with -gzip inside the quotes. Either ETag ' +
+  'of the current body gets the 304, the gzip one only while gzip is acceptable. Vary: Accept-Encoding.'
 
 export const concertSchema = {
   tags: ['concerts'],
