@@ -1,5 +1,7 @@
+import { gunzipSync } from 'node:zlib'
 import t from 'tap'
 import type { Config } from '../src/config.js'
+import { GZIP_MIN_BYTES } from '../src/concerts/content-coding.js'
 import { SEED_CONCERT_ID } from '../src/db/seed.js'
 import { appInstances } from './helpers/app.js'
 import { addHall, addHallConcert, HALL_CONCERT_ID } from './helpers/halls.js'
@@ -176,4 +178,106 @@ t.test('a change made behind the cache (SQL, no bump) stays unseen until CONCERT
   if (Date.now() - builtBefore < cacheMs) t.same(cached, [1, 2, 3], 'still the cached bytes: nothing bumped the version')
   await waitFor('the age limit to end the cached map', async () => !freeSeats((await seatMap(a, hall, userToken!)).body).includes(2), { timeoutMs: cacheMs + 10_000 })
   t.pass(`seen after the age limit of ${(config as Config).CONCERT_CACHE_MS} ms`)
+})
+
+// SERIALIZER=worker makes the maps' gzip copies in a pool thread; they must cross back whole.
+for (const serializer of ['inline', 'worker']) {
+  t.test(`clients that accept gzip get the full map, the available view and the days gzipped, decoding to exactly the identity bytes (SERIALIZER=${serializer})`, async (t) => {
+    const { db, urls } = await appInstances(t, { ...OPEN_QUEUE, SEAT_MAP_CHECK_MS: 0, SERIALIZER: serializer })
+    const [a, b] = urls as [string, string]
+    await addHallConcert(db)
+    const hall = await addHall(db, HALL_CONCERT_ID, 600)
+    // Enough days that their list is worth compressing too.
+    for (let i = 0; i < 10; i++) await addHall(db, HALL_CONCERT_ID, 1)
+    const [userToken] = await activeTokens(a, [7], { concertId: HALL_CONCERT_ID })
+    const bodies = {
+      full: `/concert/seats/${hall}?view=full`,
+      available: `/concert/seats/${hall}?view=available`,
+      days: `/concert/reservation/days/${HALL_CONCERT_ID}`,
+    }
+    for (const [name, path] of Object.entries(bodies)) {
+      const get = (url: string, headers: Record<string, string>) => send(url, 'GET', path, { headers: { ...bearer(userToken!), ...headers }, binary: true })
+      const identity = await get(a, {})
+      const gzipped = await get(b, { 'accept-encoding': 'gzip, deflate, br' })
+      t.ok(identity.body.length >= GZIP_MIN_BYTES, `${name}: ${identity.body.length} bytes, large enough to compress`)
+      t.equal(identity.headers['content-encoding'], undefined, `${name}: no Accept-Encoding, no content coding`)
+      t.equal(gzipped.headers['content-encoding'], 'gzip', `${name}: gzip when accepted`)
+      t.ok(gunzipSync(gzipped.body).equals(identity.body), `${name}: the gzip copy decodes to the identity bytes`)
+      t.ok(gzipped.body.length < identity.body.length / 2, `${name}: ${gzipped.body.length} bytes gzipped`)
+      t.equal(Number(gzipped.headers['content-length']), gzipped.body.length, `${name}: Content-Length counts the gzipped bytes`)
+      t.equal(gzipped.headers.etag, identity.headers.etag!.replace(/"$/, '-gzip"'), `${name}: the gzip ETag is the identity ETag with a suffix`)
+      t.same([identity.headers.vary, gzipped.headers.vary], ['accept-encoding', 'accept-encoding'], `${name}: both say they vary by Accept-Encoding`)
+    }
+  })
+}
+
+t.test('gzip refused, or not asked for, gets identity; accepted in any spelling gets gzip; HEAD says what GET would send', async (t) => {
+  const { db, urls } = await appInstances(t, { ...OPEN_QUEUE, SEAT_MAP_CHECK_MS: 0 }, 1)
+  const [a] = urls as [string]
+  const hall = await addHall(db, SEED_CONCERT_ID, 200)
+  const [userToken] = await activeTokens(a, [8])
+  const coding = async (acceptEncoding?: string) => (await seatMap(a, hall, userToken!, acceptEncoding === undefined ? {} : { 'accept-encoding': acceptEncoding })).headers['content-encoding']
+  for (const refused of [undefined, '', 'gzip;q=0', 'gzip; q=0.000, *', '*;q=0', 'br, deflate', 'identity, gzip;q=0.5']) {
+    t.equal(await coding(refused), undefined, `${JSON.stringify(refused)}: identity`)
+  }
+  for (const accepted of ['gzip', 'GZIP', 'x-gzip', '*', 'br;q=1, gzip;q=0.8, identity;q=0.5', 'deflate;q=0.5, *;q=0.1']) {
+    t.equal(await coding(accepted), 'gzip', `${JSON.stringify(accepted)}: gzip`)
+  }
+
+  const get = await send(a, 'GET', `/concert/seats/${hall}`, { headers: { ...bearer(userToken!), 'accept-encoding': 'gzip' }, binary: true })
+  const head = await send(a, 'HEAD', `/concert/seats/${hall}`, { headers: { ...bearer(userToken!), 'accept-encoding': 'gzip' }, binary: true })
+  t.equal(head.status, 200)
+  t.equal(head.body.length, 0, 'HEAD has no body')
+  t.same(
+    [head.headers['content-encoding'], head.headers['content-length'], head.headers.etag],
+    ['gzip', String(get.body.length), get.headers.etag],
+    'HEAD sends the coding, length and ETag of the gzip copy GET sends',
+  )
+})
+
+t.test('pollers that accept gzip get 304s to either ETag; both change with a hold', async (t) => {
+  const { db, urls } = await appInstances(t, { ...OPEN_QUEUE, SEAT_MAP_CHECK_MS: 0 })
+  const [a, b] = urls as [string, string]
+  const hall = await addHall(db, SEED_CONCERT_ID, 200)
+  const [poller, holder] = await activeTokens(a, [9, 10])
+  const gzip = { 'accept-encoding': 'gzip' }
+  const identity = (await seatMap(a, hall, poller!)).headers.etag!
+  const first = await seatMap(a, hall, poller!, gzip)
+  const etag = first.headers.etag!
+  t.match(etag, /^"[A-Za-z0-9_-]+-gzip"$/, 'a strong ETag of its own')
+
+  const again = await seatMap(b, hall, poller!, { ...gzip, 'if-none-match': etag })
+  t.equal(again.status, 304, 'the other instance made the same gzip copy: 304')
+  t.same([again.headers.etag, again.headers.vary, again.headers['content-encoding']], [etag, 'accept-encoding', undefined], 'the 304 names the ETag that matched')
+  const heldIdentity = await seatMap(b, hall, poller!, { ...gzip, 'if-none-match': identity })
+  t.equal(heldIdentity.status, 304, 'a client holding the identity copy holds the current content: 304')
+  t.equal(heldIdentity.headers.etag, identity, 'under the ETag of the copy it holds')
+  const gzipRefused = await seatMap(b, hall, poller!, { 'accept-encoding': 'gzip;q=0', 'if-none-match': etag })
+  t.equal(gzipRefused.status, 200, 'the gzip ETag names no representation a client refusing gzip could get: 200')
+  t.equal(gzipRefused.headers.etag, identity, 'with the identity copy')
+
+  t.equal((await hold(b, holder!, 10, hall, 3)).status, 200)
+  const changed = await send(a, 'GET', `/concert/seats/${hall}`, { headers: { ...bearer(poller!), ...gzip, 'if-none-match': `${identity}, ${etag}` }, binary: true })
+  t.equal(changed.status, 200, 'after a hold neither old ETag matches')
+  t.equal(changed.headers['content-encoding'], 'gzip')
+  t.not(changed.headers.etag, etag, 'a new gzip ETag')
+  t.same(JSON.parse(gunzipSync(changed.body).toString())[2], { seatNo: 3, status: 'HELD' }, 'the hold shows in the gzip copy')
+  const changedIdentity = await seatMap(a, hall, poller!, { 'if-none-match': identity })
+  t.equal(changedIdentity.status, 200)
+  t.not(changedIdentity.headers.etag, identity, 'a new identity ETag')
+  t.equal(changed.headers.etag, changedIdentity.headers.etag!.replace(/"$/, '-gzip"'), 'the two still pair up')
+})
+
+t.test('bodies under GZIP_MIN_BYTES are sent as they are, gzip accepted or not', async (t) => {
+  const { db, urls } = await appInstances(t, { ...OPEN_QUEUE, SEAT_MAP_CHECK_MS: 0 }, 1)
+  const [a] = urls as [string]
+  const hall = await addHall(db, SEED_CONCERT_ID, 10)
+  const [userToken] = await activeTokens(a, [11])
+  for (const view of ['full', 'available']) {
+    const answer = await seatMap(a, hall, userToken!, { 'accept-encoding': 'gzip' }, view)
+    t.ok(Number(answer.headers['content-length']) < GZIP_MIN_BYTES, `${view}: ${answer.headers['content-length']} bytes`)
+    t.equal(answer.headers['content-encoding'], undefined, `${view}: not compressed`)
+    t.match(answer.headers.etag, /^"[A-Za-z0-9_-]+"$/, `${view}: the identity ETag`)
+    t.equal(answer.headers.vary, 'accept-encoding', `${view}: still varies by Accept-Encoding`)
+  }
 })

@@ -37,6 +37,9 @@ const get = (path: string, headers?: Record<string, string>): HttpRequest => ({ 
 
 const randomDetail = (fixture: Fixture) => fixture.concertDetailIds[randomInt(fixture.concertDetailIds.length) - 1]!
 
+/** What every browser sends: the seat maps' gzip copies instead of their JSON. */
+const acceptGzip = { 'accept-encoding': 'gzip, deflate, br' }
+
 function seatRequest(method: 'PATCH' | 'POST', path: string, fixture: Fixture, hold: Hold): HttpRequest {
   return { method, path, headers: hallAuth(fixture, hold.userId), json: hold }
 }
@@ -59,9 +62,11 @@ export const steps = {
   join: (fixture: Fixture): RequestStep => ({
     next: () => asRandomUser(fixture, (userId) => ({ method: 'POST', path: '/concert/wait', json: { userId } })),
   }),
-  seatMap: (fixture: Fixture): RequestStep => ({ next: () => get(`/concert/seats/${randomDetail(fixture)}`, auth(fixture, randomUser(fixture))) }),
-  hallSeatMap: (fixture: Fixture, view = 'full'): RequestStep => ({
-    next: () => get(`/concert/seats/${fixture.hall.concertDetailId}?view=${view}`, hallAuth(fixture, randomUser(fixture))),
+  seatMap: (fixture: Fixture, headers: Record<string, string> = {}): RequestStep => ({
+    next: () => get(`/concert/seats/${randomDetail(fixture)}`, { ...auth(fixture, randomUser(fixture)), ...headers }),
+  }),
+  hallSeatMap: (fixture: Fixture, view = 'full', headers: Record<string, string> = {}): RequestStep => ({
+    next: () => get(`/concert/seats/${fixture.hall.concertDetailId}?view=${view}`, { ...hallAuth(fixture, randomUser(fixture)), ...headers }),
   }),
   /** A poller that already has the hall's map: it sends back the ETag it last saw. */
   hallSeatMapRevalidated: (fixture: Fixture): RequestStep => {
@@ -93,8 +98,10 @@ export const endpoints: Endpoint[] = [
     hot: true,
     step: (fixture) => ({ next: () => get(`/concert/reservation/days/${fixture.concertId}`, auth(fixture, randomUser(fixture))) }),
   },
-  { name: 'GET /concert/seats/:concertDetailId', expected: [], hot: true, step: steps.seatMap },
+  { name: 'GET /concert/seats/:concertDetailId', expected: [], hot: true, step: (fixture) => steps.seatMap(fixture) },
+  { name: 'GET /concert/seats/:concertDetailId', variant: 'gzip', expected: [], hot: true, step: (fixture) => steps.seatMap(fixture, acceptGzip) },
   { name: 'GET /concert/seats/:concertDetailId', variant: 'large hall', expected: [], hot: true, step: (fixture) => steps.hallSeatMap(fixture) },
+  { name: 'GET /concert/seats/:concertDetailId', variant: 'large hall, gzip', expected: [], hot: true, step: (fixture) => steps.hallSeatMap(fixture, 'full', acceptGzip) },
   { name: 'GET /concert/seats/:concertDetailId', variant: 'large hall, ?view=available', expected: [], hot: true, step: (fixture) => steps.hallSeatMap(fixture, 'available') },
   // 304s are not throughput (not 2xx): this row says how cheap revalidating an unchanged map is.
   { name: 'GET /concert/seats/:concertDetailId', variant: 'large hall, If-None-Match', expected: [304], step: steps.hallSeatMapRevalidated },

@@ -2,6 +2,7 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import { createSigner, createVerifier } from 'fast-jwt'
 import { Redis } from 'ioredis'
 import type { Config } from '../../src/config.js'
+import { acceptsGzip } from '../../src/concerts/content-coding.js'
 import { encodeSeatMap, type EncodedBody } from '../../src/concerts/encoded.js'
 import { createConcertRepository } from '../../src/concerts/repository.js'
 import { loadBookableDays } from '../../src/concerts/seat-maps.js'
@@ -140,9 +141,13 @@ export async function buildThin(config: Config): Promise<FastifyInstance> {
     if (concertId !== undefined) bump.hincrby(versions, `c:${concertId}`, 1)
     await bump.exec()
   }
-  const sendEncoded = (request: FastifyRequest, reply: FastifyReply, { bytes, etag }: EncodedBody) => {
-    reply.header('etag', etag).header('cache-control', 'private, no-cache')
+  // The gzip copy goes to clients that accept it, as the app sends it.
+  const sendEncoded = (request: FastifyRequest, reply: FastifyReply, body: EncodedBody) => {
+    const gzip = body.gzip && acceptsGzip(request.headers['accept-encoding']) ? body.gzip : undefined
+    const { bytes, etag } = gzip ?? body
+    reply.header('etag', etag).header('vary', 'accept-encoding').header('cache-control', 'private, no-cache')
     if (request.headers['if-none-match'] === etag) return reply.code(304).send()
+    if (gzip) reply.header('content-encoding', 'gzip')
     return reply.type('application/json; charset=utf-8').send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength))
   }
 

@@ -4,6 +4,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import { AppError } from '../plugins/errors.js'
 import { createConcertRepository } from './repository.js'
 import { createTtlCache } from './ttl-cache.js'
+import { acceptsGzip } from './content-coding.js'
 import type { EncodedBody } from './encoded.js'
 import {
   AvailableSeats,
@@ -46,10 +47,19 @@ const concertRoutes: FastifyPluginAsyncTypebox = async (app) => {
     return options
   })
 
-  // Pollers send back the ETag they hold: an unchanged answer costs a 304 and no body.
-  const sendEncoded = (request: FastifyRequest, reply: FastifyReply, { bytes, etag }: EncodedBody) => {
-    reply.header('etag', etag).header('cache-control', 'private, no-cache')
-    if (sameEtag(request.headers['if-none-match'], etag)) return reply.code(304).send()
+  // Pollers send back the ETag they hold: an unchanged answer costs a 304 and no body. Clients
+  // that accept gzip get the copy made with the body, under its own ETag.
+  const sendEncoded = (request: FastifyRequest, reply: FastifyReply, body: EncodedBody) => {
+    const gzip = body.gzip && acceptsGzip(request.headers['accept-encoding']) ? body.gzip : undefined
+    const chosen = gzip ?? body
+    reply.header('vary', 'accept-encoding').header('cache-control', 'private, no-cache')
+    // A poller holding the identity copy holds the current content too: its 304 names the ETag it
+    // sent, so it keeps that copy. One holding the gzip copy is answered 304 only while gzip is acceptable.
+    const held = [chosen, body].find(({ etag }) => sameEtag(request.headers['if-none-match'], etag))
+    if (held) return reply.header('etag', held.etag).code(304).send()
+    reply.header('etag', chosen.etag)
+    if (gzip) reply.header('content-encoding', 'gzip')
+    const { bytes } = chosen
     return reply.type('application/json; charset=utf-8').send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength))
   }
 

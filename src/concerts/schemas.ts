@@ -1,5 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { Id, errorResponses } from '../shared/schemas.js'
+import { GZIP_MIN_BYTES } from './content-coding.js'
 
 export const ConcertParams = Type.Object({ concertId: Id('Concert id') })
 export const DetailParams = Type.Object({ concertDetailId: Id('Dated option (concert detail) id') })
@@ -60,7 +61,15 @@ export const ConcertOptions = Type.Array(Type.Ref('ConcertOption'))
 
 const security = [{ queueToken: [] }]
 const notModified = Type.Null({ description: 'Unchanged since the ETag sent in If-None-Match' })
-const pollHeaders = Type.Object({ 'if-none-match': Type.Optional(Type.String({ description: 'The ETag of the copy the client has' })) })
+const pollHeaders = Type.Object({
+  'if-none-match': Type.Optional(Type.String({ description: 'The ETag of the copy the client has' })),
+  'accept-encoding': Type.Optional(Type.String({ description: `Where gzip is acceptable, bodies of ${GZIP_MIN_BYTES} bytes and more come gzipped` })),
+})
+// The body schemas describe the JSON once decoded; how it travels is said here.
+const pollDescription =
+  `Cached bytes with a strong ETag, answered 304 to If-None-Match while unchanged. Clients that accept gzip get bodies of ${GZIP_MIN_BYTES} bytes ` +
+  'and more gzipped (Content-Encoding: gzip) under an ETag of their own: the identity ETag with -gzip inside the quotes. Either ETag ' +
+  'of the current body gets the 304, the gzip one only while gzip is acceptable. Vary: Accept-Encoding.'
 
 export const concertSchema = {
   tags: ['concerts'],
@@ -79,6 +88,7 @@ export const optionsSchema = {
 export const bookableDaysSchema = {
   tags: ['concerts'],
   summary: 'Dated options that still have free seats (active users only; ETag, 304 when unchanged)',
+  description: pollDescription,
   security,
   params: ConcertParams,
   headers: pollHeaders,
@@ -88,6 +98,7 @@ export const bookableDaysSchema = {
 export const seatsSchema = {
   tags: ['concerts'],
   summary: 'The seat map of one dated option (active users only; ETag, 304 when unchanged)',
+  description: pollDescription,
   security,
   params: DetailParams,
   querystring: SeatMapQuery,

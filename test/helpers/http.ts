@@ -19,6 +19,8 @@ export interface SendOptions {
   timeoutMs?: number
   /** false keeps a JSON body as its text, to compare bytes. */
   parse?: boolean
+  /** Keeps the body as the bytes received (a Buffer), not decoded: a gzipped answer. */
+  binary?: boolean
   /**
    * The user whose identity token (signed with the tests' IDENTITY_JWT_SECRET) goes in
    * Authorization. By default the user a user call names: the path of GET /point/:userId, the
@@ -57,11 +59,13 @@ export function send(baseUrl: string, method: string, path: string, options: Sen
   if (payload !== undefined) headers['content-length'] = Buffer.byteLength(payload)
   return new Promise((done, fail) => {
     const req = request(`${baseUrl}${path}`, { method, agent: false, timeout: options.timeoutMs ?? 10_000, headers, localAddress: options.localAddress }, (res) => {
-      let text = ''
-      res.setEncoding('utf8')
-      res.on('data', (chunk: string) => (text += chunk))
+      const chunks: Buffer[] = []
+      res.on('data', (chunk: Buffer) => chunks.push(chunk))
       res.on('error', fail)
       res.on('end', () => {
+        const bytes = Buffer.concat(chunks)
+        if (options.binary) return done({ status: res.statusCode ?? 0, headers: res.headers, body: bytes })
+        const text = bytes.toString('utf8')
         let body: unknown = text
         if (options.parse !== false) {
           try {
