@@ -180,7 +180,7 @@ t.test('a change made behind the cache (SQL, no bump) stays unseen until CONCERT
   t.pass(`seen after the age limit of ${(config as Config).CONCERT_CACHE_MS} ms`)
 })
 
-// SERIALIZER=worker makes the maps' gzip copies in a pool thread; they must cross back whole.
+// SERIALIZER=worker builds the maps' bytes in a pool thread; their gzip copies must still decode to them.
 for (const serializer of ['inline', 'worker']) {
   t.test(`clients that accept gzip get the full map, the available view and the days gzipped, decoding to exactly the identity bytes (SERIALIZER=${serializer})`, async (t) => {
     const { db, urls } = await appInstances(t, { ...OPEN_QUEUE, SEAT_MAP_CHECK_MS: 0, SERIALIZER: serializer })

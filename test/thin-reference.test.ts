@@ -2,7 +2,7 @@ import { AsyncLocalStorage } from 'node:async_hooks'
 import { createHash } from 'node:crypto'
 import t, { type Test } from 'tap'
 import type { FastifyInstance, InjectOptions } from 'fastify'
-import { Redis } from 'ioredis'
+import { Pipeline, Redis } from 'ioredis'
 import mysql from 'mysql2'
 import { buildThin } from '../bench/reference/build-thin.js'
 import { buildApp } from '../src/app.js'
@@ -42,23 +42,35 @@ baseConnection.execute = function (this: unknown, sql: unknown, values?: unknown
   return execute.call(this, sql, values, cb)
 }
 
-type SendCommand = (this: Redis, command: { name: string; args: unknown[] }, ...rest: unknown[]) => unknown
+type SendCommand = (this: unknown, command: { name: string; args: unknown[] }, ...rest: unknown[]) => unknown
+const record = (command: { name: string; args: unknown[] }) => {
+  const store = calls.getStore()
+  if (!store) return
+  const [first = '', ...args] = command.args.map((arg) => String(arg).replaceAll(store.prefix, '<prefix>'))
+  // A script Redis did not know yet is sent whole after its EVALSHA failed: that EVALSHA again.
+  const line = command.name === 'eval' ? `redis evalsha ${[createHash('sha1').update(first).digest('hex'), ...args].join(' ')}` : `redis ${command.name} ${[first, ...args].join(' ')}`
+  if (command.name !== 'eval' || !store.sent.includes(line)) store.sent.push(line)
+}
+// A command is recorded where the call issued it: commands put in a pipeline (a MULTI, or the
+// auto-pipeline that batches one event-loop turn's commands) are recorded as they are queued, in
+// the caller's context, and not again when the batch goes out, in whichever context sends it.
 const redisPrototype = Redis.prototype as unknown as { sendCommand: SendCommand }
 const sendCommand = redisPrototype.sendCommand
 redisPrototype.sendCommand = function (command, ...rest) {
-  const store = calls.getStore()
-  if (store) {
-    const [first = '', ...args] = command.args.map((arg) => String(arg).replaceAll(store.prefix, '<prefix>'))
-    // A script Redis did not know yet is sent whole after its EVALSHA failed: that EVALSHA again.
-    const line = command.name === 'eval' ? `redis evalsha ${[createHash('sha1').update(first).digest('hex'), ...args].join(' ')}` : `redis ${command.name} ${[first, ...args].join(' ')}`
-    if (command.name !== 'eval' || !store.sent.includes(line)) store.sent.push(line)
-  }
+  if (!(rest[0] as { isPipeline?: boolean } | undefined)?.isPipeline) record(command)
   return sendCommand.call(this, command, ...rest)
+}
+const pipelinePrototype = Pipeline.prototype as unknown as { sendCommand: SendCommand }
+const queueCommand = pipelinePrototype.sendCommand
+pipelinePrototype.sendCommand = function (command, ...rest) {
+  record(command)
+  return queueCommand.call(this, command, ...rest)
 }
 t.teardown(() => {
   baseConnection.query = query
   baseConnection.execute = execute
   redisPrototype.sendCommand = sendCommand
+  pipelinePrototype.sendCommand = queueCommand
 })
 
 type Steps = Record<string, string[]>

@@ -1,7 +1,7 @@
 /**
  * Response bodies serialized once and sent many times: the bytes with a strong ETag taken from
  * them, so every worker and host that builds the same answer gives it the same ETag, and for
- * larger bodies a gzip copy made at the same time.
+ * larger bodies a gzip copy made once.
  */
 import { createHash } from 'node:crypto'
 import { gzipSync } from 'node:zlib'
@@ -16,10 +16,7 @@ export interface Representation {
   etag: string
 }
 
-export interface EncodedBody extends Representation {
-  /** The same body gzipped, made with it (once per version); absent under GZIP_MIN_BYTES. */
-  gzip?: Representation
-}
+export type EncodedBody = Representation
 
 /** Both views of one seat map, and when the first live hold in it lapses (epoch ms). */
 export interface EncodedSeatMap {
@@ -34,22 +31,35 @@ const stringifySeatMap = fastJsonStringify(SeatMap, { schema: refs })
 const stringifyAvailable = fastJsonStringify(AvailableSeats, { schema: refs })
 const stringifyOptions = fastJsonStringify(ConcertOptions, { schema: refs })
 
-// Measured on a 5,000-seat full map (176 KB): level 1 gives 17.2 KB in 0.24 ms, level 6 14.6 KB
-// in 0.57 ms (building both views' JSON takes 2.2 ms). The copy is made once per version and
-// sent to every poller of it, so 15% fewer bytes per answer are worth a third of a millisecond.
-const GZIP_LEVEL = 6
-
 function encode(json: string): EncodedBody {
   // TextEncoder gives the bytes an ArrayBuffer of their own, which crosses threads whole.
   const bytes = new TextEncoder().encode(json)
-  const hash = createHash('sha1').update(bytes).digest('base64url')
-  if (bytes.byteLength < GZIP_MIN_BYTES) return { bytes, etag: `"${hash}"` }
-  // Made with the bytes, not on the first request that asks for it: every browser asks, and a map
-  // built in a pool thread gets its copy there, off the event loop (both views of 5,000 seats:
-  // 0.85 ms more per build). Copied out of zlib's buffer for the same reason as above. Its ETag
-  // is the identity's with a suffix, so every worker and host names the gzip copy of one body alike.
-  const gzip = { bytes: new Uint8Array(gzipSync(bytes, { level: GZIP_LEVEL })), etag: `"${hash}-gzip"` }
-  return { bytes, etag: `"${hash}"`, gzip }
+  return { bytes, etag: `"${createHash('sha1').update(bytes).digest('base64url')}"` }
+}
+
+// Measured on a 5,000-seat full map (176 KB): level 1 gives 17.2 KB in 0.24 ms, level 6 14.6 KB
+// in 0.57 ms. The copy is made once per version and sent to every poller of it, so 15% fewer
+// bytes per answer are worth a third of a millisecond.
+const GZIP_LEVEL = 6
+const gzipCopies = new WeakMap<EncodedBody, Representation | null>()
+
+/**
+ * The body's gzip copy, made on the first request that accepts it and kept as long as the body
+ * is (once per version, not per request); undefined under GZIP_MIN_BYTES. Made on demand, not
+ * with the bytes: a build that no client wants gzipped (a lab's load generator, a rebuild no one
+ * polls) costs nothing more. Its ETag is the identity's with a suffix, so every worker and host
+ * names the gzip copy of one body alike.
+ */
+export function gzipCopy(body: EncodedBody): Representation | undefined {
+  let copy = gzipCopies.get(body)
+  if (copy === undefined) {
+    copy =
+      body.bytes.byteLength < GZIP_MIN_BYTES
+        ? null
+        : { bytes: gzipSync(body.bytes, { level: GZIP_LEVEL }), etag: body.etag.replace(/"$/, '-gzip"') }
+    gzipCopies.set(body, copy)
+  }
+  return copy ?? undefined
 }
 
 export function encodeSeatMap(concertDetailId: number, { value: seats, nextLapseAt }: Timed<SeatView[]>): EncodedSeatMap {

@@ -5,7 +5,7 @@ import { AppError } from '../plugins/errors.js'
 import { createConcertRepository } from './repository.js'
 import { createTtlCache } from './ttl-cache.js'
 import { acceptsGzip } from './content-coding.js'
-import type { EncodedBody } from './encoded.js'
+import { gzipCopy, type EncodedBody } from './encoded.js'
 import {
   AvailableSeats,
   Concert,
@@ -50,7 +50,7 @@ const concertRoutes: FastifyPluginAsyncTypebox = async (app) => {
   // Pollers send back the ETag they hold: an unchanged answer costs a 304 and no body. Clients
   // that accept gzip get the copy made with the body, under its own ETag.
   const sendEncoded = (request: FastifyRequest, reply: FastifyReply, body: EncodedBody) => {
-    const gzip = body.gzip && acceptsGzip(request.headers['accept-encoding']) ? body.gzip : undefined
+    const gzip = acceptsGzip(request.headers['accept-encoding']) ? gzipCopy(body) : undefined
     const chosen = gzip ?? body
     reply.header('vary', 'accept-encoding').header('cache-control', 'private, no-cache')
     // A poller holding the identity copy holds the current content too: its 304 names the ETag it
