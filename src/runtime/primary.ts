@@ -88,11 +88,13 @@ export async function runPrimary(config: Config, stopRequested = false): Promise
   const metrics = new AggregatorRegistry()
 
   // Node's round-robin has the primary accept each connection and hand it to a worker over IPC,
-  // one at a time per worker, each waiting for the worker's acknowledgement. A worker busy with a
-  // burst acknowledges slowly: in the lab's join burst (bench:rush --burst-only) the joins that
-  // opened their connection waited 4-6 s for it, against about 1 s when each worker accepts for
-  // itself. The kernel then spreads connections less evenly (58/42 against up to 72/28 for 1,000
-  // connections over 2 workers), which a busy worker evens out by accepting less.
+  // one at a time per worker, each waiting for the worker's acknowledgement; a worker whose loop
+  // is slow acknowledges slowly. In the lab's join burst (bench:rush --burst-only, 1,000 new
+  // connections) that cost the joins opening a connection a p99 of 4.2-4.5 s against 1.0-1.1 s
+  // with each worker accepting for itself, while every Redis command was a write of its own; with
+  // auto-pipelining the gap narrowed to 0.80-1.15 s against 0.72-0.99 s (2 workers). The kernel
+  // spreads connections less evenly (up to 72/28 over 2 workers, against 58/42), which a busy
+  // worker evens out by accepting less.
   cluster.schedulingPolicy = config.CLUSTER_SCHEDULING === 'os' ? cluster.SCHED_NONE : cluster.SCHED_RR
 
   const fork = (): Worker => {
