@@ -2,13 +2,14 @@ import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions
 import fp from 'fastify-plugin'
 import { Ajv, type AnySchema, type ValidateFunction } from 'ajv'
 import { randomUUID } from 'node:crypto'
+import { createServer, type ServerOptions } from 'node:http'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Config } from './config.js'
 import errors, { answerClientError, answerFrameworkError } from './plugins/errors.js'
 import docs from './plugins/docs.js'
 import db from './plugins/db.js'
 import redis from './plugins/redis.js'
-import pressure from './plugins/pressure.js'
+import pressure, { createDoor } from './plugins/pressure.js'
 import idempotency from './plugins/idempotency.js'
 import serializer from './concerts/serializer.js'
 import seatMaps from './concerts/seat-maps.js'
@@ -88,7 +89,19 @@ function trustProxy(setting: string): FastifyServerOptions['trustProxy'] {
 
 /** Builds the whole server, ready but not listening: tests, the cluster worker and the lab share it. */
 export async function buildApp(config: Config, options: BuildOptions = {}): Promise<FastifyInstance> {
+  // Shed requests are answered here, before Fastify builds a request and a reply for them: under
+  // a sustained overload they are most of what arrives (the pressure plugin closes the door).
+  const door = createDoor()
   const app = Fastify({
+    serverFactory: (handler, options) => {
+      // Fastify passes its options with its defaults filled in; it sets these on a server it makes itself.
+      const settings = options as { http?: ServerOptions; keepAliveTimeout: number; requestTimeout: number; connectionTimeout: number }
+      const server = createServer(settings.http ?? {}, (request, response) => (door.closed() ? door.refuse(response) : handler(request, response)))
+      server.keepAliveTimeout = settings.keepAliveTimeout
+      server.requestTimeout = settings.requestTimeout
+      server.setTimeout(settings.connectionTimeout)
+      return server
+    },
     logger: options.logger ?? { level: config.LOG_LEVEL },
     bodyLimit: config.BODY_LIMIT,
     requestIdHeader: 'x-request-id',
@@ -122,7 +135,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   await app.register(docs)
   await app.register(db)
   await app.register(redis)
-  await app.register(pressure)
+  await app.register(pressure, { door })
   await app.register(idempotency)
   await app.register(serializer)
   await app.register(seatMaps)

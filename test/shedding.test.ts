@@ -118,6 +118,14 @@ t.test('an event loop kept busy past the target sheds at the door, and serves ag
     return res.statusCode === 503 && res
   })
   assertShedAnswer(t, shed.json(), shed.headers['retry-after'], config.RETRY_AFTER_S)
+  // Over HTTP the refusal comes from the server's first check, before Fastify: the same answer.
+  const base = await listen(app)
+  const atDoor = await waitFor('a request over HTTP to be shed', async () => {
+    const res = await send(base, 'PATCH', '/point', { body: { userId: 1, charge: 10 } })
+    return res.status === 503 && res
+  })
+  assertShedAnswer(t, atDoor.body, atDoor.headers['retry-after'], config.RETRY_AFTER_S)
+  t.equal(atDoor.headers['content-type'], 'application/json; charset=utf-8')
   hogging = false
 
   await waitFor('a charge to be served', async () => (await charge()).statusCode === 200, { timeoutMs: 5000 })

