@@ -63,7 +63,7 @@ t.test('bench/run.ts --quick: a report with every endpoint, its references and t
   t.ok(record.rows.some((row: { server: string }) => row.server === 'hello'), 'the hello-world reference was measured')
   t.same(record.charts.map((chart: { file: string }) => chart.file).sort(), ['ratio.svg', 'throughput.svg'])
   const report = readFileSync(join(dir, 'report.md'), 'utf8')
-  t.match(report, /\| endpoint \| req\/s \| p50 ms \| p99 ms \| non-2xx \| thin req\/s \| app ÷ thin \| app ÷ hello \| RSS max MB \|/)
+  t.match(report, /\| endpoint \| req\/s \| p50 ms \| p99 ms \| non-2xx \| thin req\/s \| app ÷ thin \| app ÷ hello \| app ÷ hello per CPU \| RSS max MB \|/)
 })
 
 t.test('bench/cluster.ts --quick: a row per worker count with CPU per component', async (t) => {
