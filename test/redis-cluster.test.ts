@@ -18,8 +18,9 @@ const onCluster = (t: Test, overrides: Record<string, string | number> = {}) =>
 
 /** The first queue line's waiting key, once a join has created it. */
 async function queueKey({ app, config }: TestContext): Promise<string> {
-  const [line] = await waitFor('a queue line in Redis', () => queueLines(app.redis, config.REDIS_KEY_PREFIX))
-  return line!.waiting
+  // An empty list is no answer yet: waited for until the first join has made a line.
+  const line = await waitFor('a queue line in Redis', async () => (await queueLines(app.redis, config.REDIS_KEY_PREFIX))[0])
+  return line.waiting
 }
 
 t.test('the booking flow runs on a Redis Cluster: join, admitted, seats, hold, pay', async (t) => {
