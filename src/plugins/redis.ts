@@ -84,7 +84,13 @@ export default fp(
     app.decorate<RedisClient>('redis', client)
     app.decorate('redisKey', (name: string) => redisKey(app.config.REDIS_KEY_PREFIX, name))
     app.addHook('onClose', async () => {
-      await client.quit().catch(() => client.disconnect())
+      // QUIT closes what answers; whatever does not within a second is dropped. disconnect() then
+      // also stops a Cluster client's reconnect and slot-refresh timers, which a client caught
+      // mid-reconnect (a master just failed over) can otherwise keep running after QUIT.
+      let bound: NodeJS.Timeout | undefined
+      await Promise.race([client.quit().catch(() => {}), new Promise((done) => (bound = setTimeout(done, 1000)))])
+      clearTimeout(bound)
+      client.disconnect()
     })
   },
   { name: 'redis', dependencies: ['config'] },
