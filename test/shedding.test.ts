@@ -1,4 +1,5 @@
 import t, { type Test } from 'tap'
+import type { FastifyInstance } from 'fastify'
 import { sql } from 'kysely'
 import { runLoad } from '../bench/lib/autocannon.js'
 import { buildTestApp, listen, prepareTestData, testConfig } from './helpers/app.js'
@@ -11,6 +12,12 @@ import { waitFor } from './helpers/wait.js'
 
 // Every test runs with the shipped shedding settings: SHED_LOAD=true and nothing else overridden.
 const SHEDDING = { SHED_LOAD: true }
+
+/** Requests Fastify answered, as its per-request metric counts them (every route summed). */
+async function requestsHandled(app: FastifyInstance): Promise<number> {
+  const text = await app.metrics.registry.metrics()
+  return [...text.matchAll(/^http_request_duration_seconds_count\{[^}]*\} (\d+)$/gm)].reduce((sum, [, n]) => sum + Number(n), 0)
+}
 
 function assertShedAnswer(t: Test, body: any, retryAfter: unknown, retryAfterS: number): void {
   t.equal(body.code, 'SERVICE_OVERLOADED')
@@ -112,20 +119,39 @@ t.test('an event loop kept busy past the target sheds at the door, and serves ag
   setImmediate(hog)
   t.teardown(() => void (hogging = false))
 
-  const charge = () => app.inject({ method: 'PATCH', url: '/point', headers: bearer(identityToken(1)), payload: { userId: 1, charge: 10 } })
+  let injected = 0
+  const charge = () => {
+    injected++
+    return app.inject({ method: 'PATCH', url: '/point', headers: bearer(identityToken(1)), payload: { userId: 1, charge: 10 } })
+  }
   const shed = await waitFor('a request to be shed', async () => {
     const res = await charge()
     return res.statusCode === 503 && res
   })
   assertShedAnswer(t, shed.json(), shed.headers['retry-after'], config.RETRY_AFTER_S)
-  // Over HTTP the refusal comes from the server's first check, before Fastify: the same answer.
+  // Over HTTP the refusal comes from the server's first check, before Fastify: the same answer,
+  // and Fastify never sees the request, so its per-request metric does not count it (a refusal
+  // from the onRequest hook would be counted there).
   const base = await listen(app)
+  // Injected requests are all Fastify's: counted once their onResponse hooks have run.
+  const handledBefore = await waitFor('the injected requests counted', async () => {
+    const count = await requestsHandled(app)
+    return count >= injected && count
+  })
+  let servedOverHttp = 0
   const atDoor = await waitFor('a request over HTTP to be shed', async () => {
     const res = await send(base, 'PATCH', '/point', { body: { userId: 1, charge: 10 } })
+    if (res.status !== 503) servedOverHttp++
     return res.status === 503 && res
   })
   assertShedAnswer(t, atDoor.body, atDoor.headers['retry-after'], config.RETRY_AFTER_S)
   t.equal(atDoor.headers['content-type'], 'application/json; charset=utf-8')
+  // Every answer Fastify gave is counted once its onResponse hook has run; the shed one never is.
+  const handled = await waitFor('the served requests counted', async () => {
+    const count = (await requestsHandled(app)) - handledBefore
+    return count >= servedOverHttp && { count }
+  })
+  t.equal(handled.count, servedOverHttp, 'the shed request never reached Fastify')
   hogging = false
 
   await waitFor('a charge to be served', async () => (await charge()).statusCode === 200, { timeoutMs: 5000 })

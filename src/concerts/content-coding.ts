@@ -13,6 +13,19 @@ export const GZIP_MIN_BYTES = 1024
  */
 export function acceptsGzip(acceptEncoding: string | undefined): boolean {
   if (!acceptEncoding) return false
+  // Clients send a handful of distinct headers, each on every poll: each is parsed once.
+  let accepts = parsed.get(acceptEncoding)
+  if (accepts === undefined) {
+    if (parsed.size >= PARSED_MAX) parsed.clear()
+    parsed.set(acceptEncoding, (accepts = parseAcceptsGzip(acceptEncoding)))
+  }
+  return accepts
+}
+
+const PARSED_MAX = 256
+const parsed = new Map<string, boolean>()
+
+function parseAcceptsGzip(acceptEncoding: string): boolean {
   const weights = new Map<string, number>()
   for (const member of acceptEncoding.split(',')) {
     const [coding = '', ...params] = member.split(';').map((part) => part.trim().toLowerCase())

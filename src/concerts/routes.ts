@@ -55,7 +55,8 @@ const concertRoutes: FastifyPluginAsyncTypebox = async (app) => {
     reply.header('vary', 'accept-encoding').header('cache-control', 'private, no-cache')
     // A poller holding the identity copy holds the current content too: its 304 names the ETag it
     // sent, so it keeps that copy. One holding the gzip copy is answered 304 only while gzip is acceptable.
-    const held = [chosen, body].find(({ etag }) => sameEtag(request.headers['if-none-match'], etag))
+    const ifNoneMatch = request.headers['if-none-match']
+    const held = !ifNoneMatch ? undefined : sameEtag(ifNoneMatch, chosen.etag) ? chosen : gzip && sameEtag(ifNoneMatch, body.etag) ? body : undefined
     if (held) return reply.header('etag', held.etag).code(304).send()
     reply.header('etag', chosen.etag)
     if (gzip) reply.header('content-encoding', 'gzip')

@@ -20,14 +20,6 @@ declare module 'fastify' {
 }
 
 /**
- * Seat maps and bookable days, serialized once per change rather than once per request. Each
- * option and each concert has a version in one Redis hash, bumped after every hold and payment;
- * a worker serves its bytes while the version it last asked (at most SEAT_MAP_CHECK_MS before
- * the request) is the one they were built at. Lapsing holds change no version: a value expires
- * by itself when its first live hold lapses. A bump Redis refuses leaves the other workers'
- * copies for at most CONCERT_CACHE_MS, their age limit.
- */
-/**
  * A concert's bookable days, encoded, with the moment the list changes by itself: when a hold
  * lapses (a sold-out day frees a seat) or a listed day starts.
  */
@@ -43,6 +35,14 @@ export async function loadBookableDays(
   return { value: encodeOptions(bookable), validUntil: Number.isFinite(validUntil) ? validUntil : null }
 }
 
+/**
+ * Seat maps and bookable days, serialized once per change rather than once per request. Each
+ * option and each concert has a version in one Redis hash, bumped after every hold and payment;
+ * a worker serves its bytes while the version it last asked (at most SEAT_MAP_CHECK_MS before
+ * the request) is the one they were built at. Lapsing holds change no version: a value expires
+ * by itself when its first live hold lapses. A bump Redis refuses leaves the other workers'
+ * copies for at most CONCERT_CACHE_MS, their age limit.
+ */
 export default fp(
   async function seatMaps(app) {
     const { config } = app
