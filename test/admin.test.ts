@@ -43,6 +43,8 @@ t.test('a change made through one app instance is in force in another on the sam
   const [a, b] = [await buildApp(config, { logger: false }), await buildApp(config, { logger: false })]
   t.teardown(() => Promise.all([a.close(), b.close()]))
   const [baseA, baseB] = [await listen(a), await listen(b)]
+  // The seeded sale opened in the past; the first admitter tick records the opening.
+  await waitFor('the first tick opened the sale', async () => (await send(baseA, 'GET', '/admin/queues/1', { headers: bearer(TEST_ADMIN_TOKEN) })).body.settings.open)
 
   const changed = await changeQueue(baseA, 1, { paused: true, maxActive: 2, admitBatch: 1, admitIntervalMs: 2000 })
   t.equal(changed.status, 200)

@@ -40,7 +40,10 @@ async function runCommand(t: Test, script: string, args: string[], timeoutMs: nu
   const timer = setTimeout(() => child.kill('SIGTERM'), timeoutMs)
   const code = await new Promise<number | null>((done) => child.once('exit', (exitCode) => done(exitCode)))
   clearTimeout(timer)
-  t.equal(code, 0, `${script} exits 0`, { output: output.slice(-4000) })
+  // On failure the assertion's own name carries the command's last lines, so a summary that lists
+  // only failing assertions still says why.
+  const lastLines = code === 0 ? '' : `; it printed last: ${output.trim().split('\n').slice(-6).join(' | ').slice(-1200)}`
+  t.equal(code, 0, `${script} exits 0${lastLines}`, { output: output.slice(-4000) })
   const runs = existsSync(root) ? readdirSync(root) : []
   t.equal(runs.length, 1, 'it wrote one run folder')
   return join(root, runs[0] ?? 'missing')

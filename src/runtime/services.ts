@@ -124,14 +124,17 @@ async function startMysql(dataDir: string, database: string, log: (m: string) =>
   const datadir = resolve(dataDir, 'mysql')
   const logFile = resolve(dataDir, 'mysql.log')
   const userFlag = runAsRoot ? ['--user=root'] : []
-  mkdirSync(dataDir, { recursive: true })
+  // A temporary directory of its own: mysqld deletes every #sql* file in its tmpdir as it starts,
+  // which in a shared /tmp are the temporary tables of other servers' running queries.
+  const tmpFlag = `--tmpdir=${resolve(dataDir, 'mysql-tmp')}`
+  mkdirSync(resolve(dataDir, 'mysql-tmp'), { recursive: true })
   if (!existsSync(join(datadir, 'mysql'))) {
     log(`initialising a private database in ${datadir}`)
     const installDb = findBinary('mariadb-install-db', 'mysql_install_db')
     const init =
       mariadbd && installDb
-        ? spawnSync(installDb, ['--no-defaults', `--datadir=${datadir}`, '--auth-root-authentication-method=normal', '--skip-test-db', ...userFlag], { encoding: 'utf8' })
-        : spawnSync(mysqld, ['--no-defaults', '--initialize-insecure', `--datadir=${datadir}`, ...userFlag], { encoding: 'utf8' })
+        ? spawnSync(installDb, ['--no-defaults', `--datadir=${datadir}`, tmpFlag, '--auth-root-authentication-method=normal', '--skip-test-db', ...userFlag], { encoding: 'utf8' })
+        : spawnSync(mysqld, ['--no-defaults', '--initialize-insecure', `--datadir=${datadir}`, tmpFlag, ...userFlag], { encoding: 'utf8' })
     if (init.status !== 0) {
       throw new ServiceDiscoveryError(`initialising ${datadir} failed:\n${init.stderr || init.stdout}`)
     }
@@ -147,6 +150,7 @@ async function startMysql(dataDir: string, database: string, log: (m: string) =>
       '--bind-address=127.0.0.1',
       `--socket=${join(tmpdir(), `seatrush-mysql-${port}.sock`)}`,
       `--pid-file=${resolve(dataDir, 'mysql.pid')}`,
+      tmpFlag,
       '--max-connections=1000',
       ...flavourFlags,
       ...userFlag,

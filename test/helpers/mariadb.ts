@@ -30,8 +30,8 @@ export class MariaDb {
 
   /** Initialises `dir` (mariadb-install-db) and starts mariadbd on it with `flags` added. */
   static async start(dir: string, flags: string[] = []): Promise<MariaDb> {
-    mkdirSync(dir, { recursive: true })
-    await run('mariadb-install-db', ['--no-defaults', `--datadir=${resolve(dir, 'data')}`, '--auth-root-authentication-method=normal', '--skip-test-db', ...asRoot])
+    mkdirSync(resolve(dir, 'tmp'), { recursive: true })
+    await run('mariadb-install-db', ['--no-defaults', `--datadir=${resolve(dir, 'data')}`, `--tmpdir=${resolve(dir, 'tmp')}`, '--auth-root-authentication-method=normal', '--skip-test-db', ...asRoot])
     const server = new MariaDb(dir, await freePort(), flags)
     await server.restart()
     return server
@@ -58,6 +58,9 @@ export class MariaDb {
       [
         '--no-defaults', `--datadir=${resolve(this.dir, 'data')}`, `--port=${this.port}`, '--bind-address=127.0.0.1',
         `--socket=${resolve(this.dir, 'mariadbd.sock')}`, `--pid-file=${resolve(this.dir, 'mariadbd.pid')}`,
+        // A temporary directory of its own: mariadbd deletes every #sql* file in its tmpdir as it
+        // starts, which in a shared /tmp are the temporary tables of other servers' running queries.
+        `--tmpdir=${resolve(this.dir, 'tmp')}`,
         '--max-connections=500', '--innodb-buffer-pool-size=32M', ...asRoot, ...this.flags,
       ],
       { stdio: ['ignore', log, log] },
