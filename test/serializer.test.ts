@@ -10,6 +10,7 @@ import { OPEN_QUEUE, activeToken } from './helpers/queue.js'
 import { bearer } from './helpers/http.js'
 import { addHall } from './helpers/halls.js'
 import { waitFor } from './helpers/wait.js'
+import { encodeSeatMap, schemaSerializers } from '../src/concerts/encoded.js'
 
 const seatMap = (app: FastifyInstance, concertDetailId: number, token: string) =>
   app.inject({ method: 'GET', url: `/concert/seats/${concertDetailId}`, headers: bearer(token) })
@@ -119,4 +120,21 @@ t.test('closing the app stops the pool threads and their MySQL connections', { t
   await waitFor('the pool\'s connections to close', async () => (afterClose = await connections()) <= 1, { timeoutMs: 2000, intervalMs: 50 })
   t.ok(whileOpen > afterClose, `connections to the database: ${whileOpen} while serving`)
   t.equal(afterClose, 1, 'only the test\'s own connection is left')
+})
+
+t.test("the seat maps' byte writers give exactly what the route schemas' serializers give", async (t) => {
+  const statuses = ['AVAILABLE', 'HELD', 'SOLD'] as const
+  // Seat numbers of every width from 1 to 10 digits, 0 included, in random statuses.
+  const numbers = (n: number) => Array.from({ length: n }, (_, i) => (i === 0 ? 0 : Math.floor(10 ** (i % 10) + Math.random() * 9 * 10 ** (i % 10))))
+  for (const size of [0, 1, 2, 9, 10, 1_000, 5_000]) {
+    const seats = numbers(size).map((seatNo) => ({ seatNo, status: statuses[Math.floor(Math.random() * 3)]! }))
+    const concertDetailId = 1 + size
+    const encoded = encodeSeatMap(concertDetailId, { value: seats, nextLapseAt: null })
+    t.equal(Buffer.from(encoded.full.bytes).toString('latin1'), schemaSerializers.seatMap(seats), `${size} seats: the full view`)
+    const available = seats.filter((seat) => seat.status === 'AVAILABLE').map((seat) => seat.seatNo)
+    t.equal(Buffer.from(encoded.available.bytes).toString('latin1'), schemaSerializers.available({ concertDetailId, totalSeats: size, available }), `${size} seats: the available view`)
+    t.same(structuredClone(encodeSeatMap(concertDetailId, { value: seats, nextLapseAt: 5 })), { full: encoded.full, available: encoded.available, nextLapseAt: 5 }, `${size} seats: a clone (a pool thread's answer) carries both views built`)
+  }
+  const unknown = encodeSeatMap(1, { value: [{ seatNo: 1, status: 'LOST' as 'SOLD' }], nextLapseAt: null })
+  t.throws(() => unknown.full, /no status the schema allows/, 'a status the schema does not allow is refused, not written')
 })

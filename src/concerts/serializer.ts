@@ -26,6 +26,9 @@ declare module 'fastify' {
 /** Each thread awaits MySQL for part of every task, so it takes one task per connection. */
 export const CONNECTIONS_PER_THREAD = 2
 
+/** How long a worker trusts an option's seat count when it picks where to build its map. */
+const SEAT_COUNT_TTL_MS = 60_000
+
 /** Seat maps waiting for a thread, per thread: more are refused (503) rather than queued. */
 export const QUEUED_PER_THREAD = 8
 
@@ -68,8 +71,10 @@ export default fp(
       await startedPool().run({ concertDetailId: 0 })
     }
 
-    // An option's size changes only when seats are added; a stale size picks the slower path, never a wrong answer.
-    const seatCount = createTtlCache<number, number>(config.CONCERT_CACHE_MS)
+    // An option's size changes only when seats are added; a stale size picks the slower path, never
+    // a wrong answer. So it is remembered for a minute whatever CONCERT_CACHE_MS says: with reads
+    // uncached, a second query per seat map would double every request's waits for a connection.
+    const seatCount = createTtlCache<number, number>(SEAT_COUNT_TTL_MS)
     const totalSeats = async (concertDetailId: number) => {
       const row = await app.db.selectFrom('concert_details').select('total_seats').where('id', '=', concertDetailId).executeTakeFirst()
       return row?.total_seats ?? 0
