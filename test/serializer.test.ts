@@ -11,6 +11,7 @@ import { bearer } from './helpers/http.js'
 import { addHall } from './helpers/halls.js'
 import { waitFor } from './helpers/wait.js'
 import { encodeSeatMap, schemaSerializers } from '../src/concerts/encoded.js'
+import { seatList, unpackSeats } from '../src/concerts/repository.js'
 
 const seatMap = (app: FastifyInstance, concertDetailId: number, token: string) =>
   app.inject({ method: 'GET', url: `/concert/seats/${concertDetailId}`, headers: bearer(token) })
@@ -124,17 +125,22 @@ t.test('closing the app stops the pool threads and their MySQL connections', { t
 
 t.test("the seat maps' byte writers give exactly what the route schemas' serializers give", async (t) => {
   const statuses = ['AVAILABLE', 'HELD', 'SOLD'] as const
-  // Seat numbers of every width from 1 to 10 digits, 0 included, in random statuses.
-  const numbers = (n: number) => Array.from({ length: n }, (_, i) => (i === 0 ? 0 : Math.floor(10 ** (i % 10) + Math.random() * 9 * 10 ** (i % 10))))
+  // Seat numbers of every width from 1 to 10 digits (seat_no is an unsigned INT), 0 included, in random statuses.
+  const numbers = (n: number) => Array.from({ length: n }, (_, i) => (i === 0 ? 0 : Math.min(2 ** 32 - 1, Math.floor(10 ** (i % 10) * (1 + Math.random() * 9)))))
   for (const size of [0, 1, 2, 9, 10, 1_000, 5_000]) {
     const seats = numbers(size).map((seatNo) => ({ seatNo, status: statuses[Math.floor(Math.random() * 3)]! }))
     const concertDetailId = 1 + size
-    const encoded = encodeSeatMap(concertDetailId, { value: seats, nextLapseAt: null })
+    const packed = seats.map((seat) => `${seat.seatNo}${seat.status[0]}`).join('')
+    t.same(unpackSeats(packed, size), seatList(seats), `${size} seats: MySQL's packed string reads back whole`)
+    const encoded = encodeSeatMap(concertDetailId, { value: seatList(seats), nextLapseAt: null })
     t.equal(Buffer.from(encoded.full.bytes).toString('latin1'), schemaSerializers.seatMap(seats), `${size} seats: the full view`)
     const available = seats.filter((seat) => seat.status === 'AVAILABLE').map((seat) => seat.seatNo)
     t.equal(Buffer.from(encoded.available.bytes).toString('latin1'), schemaSerializers.available({ concertDetailId, totalSeats: size, available }), `${size} seats: the available view`)
-    t.same(structuredClone(encodeSeatMap(concertDetailId, { value: seats, nextLapseAt: 5 })), { full: encoded.full, available: encoded.available, nextLapseAt: 5 }, `${size} seats: a clone (a pool thread's answer) carries both views built`)
+    t.same(structuredClone(encodeSeatMap(concertDetailId, { value: seatList(seats), nextLapseAt: 5 })), { full: encoded.full, available: encoded.available, nextLapseAt: 5 }, `${size} seats: a clone (a pool thread's answer) carries both views built`)
   }
-  const unknown = encodeSeatMap(1, { value: [{ seatNo: 1, status: 'LOST' as 'SOLD' }], nextLapseAt: null })
+  const unknown = encodeSeatMap(1, { value: seatList([{ seatNo: 1, status: 'LOST' as 'SOLD' }]), nextLapseAt: null })
   t.throws(() => unknown.full, /no status the schema allows/, 'a status the schema does not allow is refused, not written')
+  for (const [packed, count, what] of [['1A2H3', 3, 'cut short mid-number'], ['1A2H', 3, 'cut short between seats'], ['1A2H3S4A', 3, 'longer than its count'], ['1A2X3S', 3, 'an unknown status'], ['1AH3S', 3, 'a status without a number']] as const) {
+    t.throws(() => unpackSeats(packed, count), /cut short or malformed/, `a packed map ${what} is an error, never a short map`)
+  }
 })

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto'
 import { gzipSync } from 'node:zlib'
 import fastJsonStringify, { type Schema } from 'fast-json-stringify'
 import { GZIP_MIN_BYTES } from './content-coding.js'
-import type { Timed } from './repository.js'
+import type { SeatList, Timed } from './repository.js'
 import { AvailableSeats, ConcertOption, ConcertOptions, SeatMap, SeatView, type ConcertOption as Option } from './schemas.js'
 
 /** One representation of a body: its bytes and the strong ETag that names them. */
@@ -51,11 +51,9 @@ function encode(json: string): EncodedBody {
 // (and garbage) was there.
 const ascii = (text: string) => Uint8Array.from(text, (char) => char.charCodeAt(0))
 const SEAT_OPEN = ascii('{"seatNo":')
-const STATUS_CLOSE: Record<SeatView['status'], Uint8Array> = {
-  AVAILABLE: ascii(',"status":"AVAILABLE"}'),
-  HELD: ascii(',"status":"HELD"}'),
-  SOLD: ascii(',"status":"SOLD"}'),
-}
+/** Indexed as SEAT_STATUSES: AVAILABLE, HELD, SOLD. */
+const STATUS_CLOSE = [ascii(',"status":"AVAILABLE"}'), ascii(',"status":"HELD"}'), ascii(',"status":"SOLD"}')]
+const AVAILABLE = 0
 const COMMA = 0x2c
 
 /** Decimal digits of a safe integer, as JSON writes it. */
@@ -80,25 +78,25 @@ function writeInt(out: Uint8Array, at: number, n: number): number {
   return end
 }
 
-function statusClose(seat: SeatView): Uint8Array {
-  const close = STATUS_CLOSE[seat.status]
-  if (!close) throw new TypeError(`seat ${seat.seatNo} has no status the schema allows: ${String(seat.status)}`)
+function statusClose({ seatNos, statuses }: SeatList, i: number): Uint8Array {
+  const close = STATUS_CLOSE[statuses[i]!]
+  if (!close) throw new TypeError(`seat ${seatNos[i]} has no status the schema allows (code ${statuses[i]})`)
   return close
 }
 
 /** `[{"seatNo":1,"status":"AVAILABLE"},...]`, exactly as the SeatMap schema serializes it. */
-function seatMapBytes(seats: readonly SeatView[]): Uint8Array {
-  let length = 2 + Math.max(0, seats.length - 1)
-  for (const seat of seats) length += SEAT_OPEN.length + intLength(seat.seatNo) + statusClose(seat).length
+function seatMapBytes(seats: SeatList): Uint8Array {
+  const { seatNos } = seats
+  let length = 2 + Math.max(0, seatNos.length - 1)
+  for (let i = 0; i < seatNos.length; i++) length += SEAT_OPEN.length + intLength(seatNos[i]!) + statusClose(seats, i).length
   const out = new Uint8Array(length)
   out[0] = 0x5b
   let at = 1
-  for (let i = 0; i < seats.length; i++) {
-    const seat = seats[i]!
+  for (let i = 0; i < seatNos.length; i++) {
     if (i > 0) out[at++] = COMMA
     out.set(SEAT_OPEN, at)
-    at = writeInt(out, at + SEAT_OPEN.length, seat.seatNo)
-    const close = statusClose(seat)
+    at = writeInt(out, at + SEAT_OPEN.length, seatNos[i]!)
+    const close = statusClose(seats, i)
     out.set(close, at)
     at += close.length
   }
@@ -107,23 +105,22 @@ function seatMapBytes(seats: readonly SeatView[]): Uint8Array {
 }
 
 /** `{"concertDetailId":…,"totalSeats":…,"available":[…]}`, as the AvailableSeats schema serializes it. */
-function availableBytes(concertDetailId: number, seats: readonly SeatView[]): Uint8Array {
-  const head = ascii(`{"concertDetailId":${concertDetailId},"totalSeats":${seats.length},"available":[`)
+function availableBytes(concertDetailId: number, seats: SeatList): Uint8Array {
+  const { seatNos, statuses } = seats
+  const head = ascii(`{"concertDetailId":${concertDetailId},"totalSeats":${seatNos.length},"available":[`)
   let length = head.length + 2
   let free = 0
-  for (const seat of seats) {
-    if (statusClose(seat) !== STATUS_CLOSE.AVAILABLE) continue
-    length += intLength(seat.seatNo) + (free++ > 0 ? 1 : 0)
+  for (let i = 0; i < seatNos.length; i++) {
+    if (statusClose(seats, i) !== STATUS_CLOSE[AVAILABLE]) continue
+    length += intLength(seatNos[i]!) + (free++ > 0 ? 1 : 0)
   }
   const out = new Uint8Array(length)
   out.set(head, 0)
   let at = head.length
-  let first = true
-  for (const seat of seats) {
-    if (seat.status !== 'AVAILABLE') continue
-    if (!first) out[at++] = COMMA
-    first = false
-    at = writeInt(out, at, seat.seatNo)
+  for (let i = 0, written = 0; i < seatNos.length; i++) {
+    if (statuses[i] !== AVAILABLE) continue
+    if (written++ > 0) out[at++] = COMMA
+    at = writeInt(out, at, seatNos[i]!)
   }
   out[at++] = 0x5d
   out[at] = 0x7d
@@ -155,11 +152,11 @@ export function gzipCopy(body: EncodedBody): EncodedBody | undefined {
   return copy ?? undefined
 }
 
-export function encodeSeatMap(concertDetailId: number, { value: seats, nextLapseAt }: Timed<readonly SeatView[]>): EncodedSeatMap {
+export function encodeSeatMap(concertDetailId: number, { value: seats, nextLapseAt }: Timed<SeatList>): EncodedSeatMap {
   let full: EncodedBody | undefined
   let available: EncodedBody | undefined
   // The rows are let go once both views are built: a cached map then holds only its bytes.
-  let rows: readonly SeatView[] | undefined = seats
+  let rows: SeatList | undefined = seats
   const built = <T>(body: T): T => {
     if (full && available) rows = undefined
     return body
