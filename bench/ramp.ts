@@ -11,7 +11,7 @@ import { lineChart } from './lib/charts.js'
 import { steps } from './lib/endpoints.js'
 import { admitAll, resetLab, type Fixture } from './lib/fixture.js'
 import { runLab } from './lib/lab.js'
-import { startCpuShare, startMemoryWatch, type CpuShare } from './lib/proc.js'
+import { DATABASE_NAMES, findService, startCpuMeter, startCpuShare, startMemoryWatch, type CpuShare } from './lib/proc.js'
 import { formatNumber, type Table } from './lib/report.js'
 import { labConfig, serverCpuList, startServer } from './lib/server.js'
 
@@ -26,6 +26,21 @@ interface RampRow extends LoadResult {
   workersDied: number
   /** CPU% the app's workers used, and how busy their CPUs were altogether (100 = one core). */
   cpu: CpuShare
+  /** CPU% MySQL used (100 = one core), on whichever CPUs it ran: not pinned, it shares them all. */
+  mysqlCpu: number
+}
+
+/**
+ * Where a series stops gaining: the stage of its highest goodput. Answers that stage and, for 8
+ * and 16 times its connections where the stages reach them, the goodput kept as a share of the peak.
+ */
+function kneeOf(series: Array<Pick<RampRow, 'connections' | 'goodput'>>): { knee: number; peak: number; past: Array<{ times: number; connections: number; goodput: number; share: number }> } {
+  const top = series.reduce((best, row) => (row.goodput > best.goodput ? row : best), series[0]!)
+  const past = [8, 16].flatMap((times) => {
+    const row = series.find((stage) => stage.connections === top.connections * times)
+    return row ? [{ times, connections: row.connections, goodput: row.goodput, share: top.goodput > 0 ? row.goodput / top.goodput : 0 }] : []
+  })
+  return { knee: top.connections, peak: top.goodput, past }
 }
 
 interface Case {
@@ -68,6 +83,7 @@ await runLab<RampRow>('ramp', async ({ flags, pinning, progress }) => {
   const cases = flags.cases.length ? allCases.filter((c) => flags.cases.includes(c.name)) : allCases
   progress(`fresh lab database (${users} users, ${hallSeats}-seat hall)`)
   const fixture = await resetLab(config, hallSeats)
+  const mysqlPids = findService(Number(new URL(config.MYSQL_URL).port || 3306), DATABASE_NAMES).map((found) => found.pid)
   const probeDir = mkdtempSync(join(tmpdir(), 'seatrush-ramp-'))
   const rows: RampRow[] = []
 
@@ -86,12 +102,14 @@ await runLab<RampRow>('ramp', async ({ flags, pinning, progress }) => {
             const deathsBefore = server.deaths()
             const memory = startMemoryWatch(() => server.workerPids, join(probeDir, `${rampCase.name}-${shed}`))
             const share = startCpuShare(() => server.workerPids, serverCpuList(pinning))
+            const mysqlShare = startCpuMeter({ mysql: mysqlPids })
             const result = await runLoad({ url: server.url, connections, durationS: stageS, steps: workload, sloMs })
             const cpu = share()
+            const mysqlCpu = mysqlShare().mysql ?? 0
             const peak = memory()
             const workersDied = server.deaths() - deathsBefore
             if (workersDied) server.findWorkers()
-            const row: RampRow = { case: rampCase.name, shed, ...result, shed503: result.statuses['503'] ?? 0, heapMaxMb: peak.heapUsedMb, rssMaxMb: peak.rssMb, workersDied, cpu }
+            const row: RampRow = { case: rampCase.name, shed, ...result, shed503: result.statuses['503'] ?? 0, heapMaxMb: peak.heapUsedMb, rssMaxMb: peak.rssMb, workersDied, cpu, mysqlCpu }
             rows.push(row)
             progress(
               `${label}, ${connections} connections: ${formatNumber(row.rps)} req/s, goodput ${formatNumber(row.goodput)}/s, ` +
@@ -108,7 +126,7 @@ await runLab<RampRow>('ramp', async ({ flags, pinning, progress }) => {
   }
 
   const table: Table = {
-    headers: ['case', 'shedding', 'connections', 'req/s', `goodput/s (2xx <= ${sloMs} ms)`, 'p99 ms', '503s', 'errors', 'app CPU%', 'CPUs busy %', 'load gen CPU%', 'heap max MB', 'RSS max MB', 'workers died'],
+    headers: ['case', 'shedding', 'connections', 'req/s', `goodput/s (2xx <= ${sloMs} ms)`, 'p99 ms', '503s', 'errors', 'app CPU%', 'CPUs busy %', 'MySQL CPU%', 'load gen CPU%', 'heap max MB', 'RSS max MB', 'workers died'],
     rows: rows.map((row) => [
       row.case,
       row.shed ? 'on' : 'off',
@@ -120,6 +138,7 @@ await runLab<RampRow>('ramp', async ({ flags, pinning, progress }) => {
       row.errors,
       row.cpu.used,
       row.cpu.busy,
+      row.mysqlCpu,
       row.cpu.loadGenerator,
       row.heapMaxMb,
       row.rssMaxMb,
@@ -131,12 +150,13 @@ await runLab<RampRow>('ramp', async ({ flags, pinning, progress }) => {
   for (const rampCase of cases) {
     for (const shed of [false, true]) {
       const mine = rows.filter((row) => row.case === rampCase.name && row.shed === shed)
-      const peak = mine.reduce((top, row) => (row.rps > top.rps ? row : top), mine[0]!)
+      const { knee, peak, past } = kneeOf(mine)
       const last = mine.at(-1)!
       const died = mine.reduce((sum, row) => sum + row.workersDied, 0)
+      const kept = past.map(({ times, connections, goodput, share }) => `at ${times} times the knee (${connections}) ${formatNumber(goodput)}/s, ${formatNumber(share * 100)}% of the peak`)
       notes.push(
-        `${rampCase.name}, ${shedLabel(shed)}: throughput peaked at ${formatNumber(peak.rps)} req/s with ${peak.connections} connections; ` +
-          `at ${last.connections} it was ${formatNumber(last.rps)} req/s with goodput ${formatNumber(last.goodput)}/s and p99 ${last.latencyMs.p99} ms` +
+        `${rampCase.name}, ${shedLabel(shed)}: goodput peaked at ${formatNumber(peak)}/s with ${knee} connections (the knee)` +
+          `${kept.length ? `; ${kept.join('; ')}` : ''}; at ${last.connections} connections ${formatNumber(last.rps)} req/s answered, goodput ${formatNumber(last.goodput)}/s, p99 ${last.latencyMs.p99} ms` +
           `${died ? `; ${died} worker(s) died and were replaced` : '; no worker died'}.`,
       )
     }

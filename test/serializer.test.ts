@@ -128,19 +128,41 @@ t.test("the seat maps' byte writers give exactly what the route schemas' seriali
   // Seat numbers of every width from 1 to 10 digits (seat_no is an unsigned INT), 0 included, in random statuses.
   const numbers = (n: number) => Array.from({ length: n }, (_, i) => (i === 0 ? 0 : Math.min(2 ** 32 - 1, Math.floor(10 ** (i % 10) * (1 + Math.random() * 9)))))
   for (const size of [0, 1, 2, 9, 10, 1_000, 5_000]) {
-    const seats = numbers(size).map((seatNo) => ({ seatNo, status: statuses[Math.floor(Math.random() * 3)]! }))
+    // Seat numbers are unique within an option (seats_detail_seat_no).
+    const seats = [...new Set(numbers(size))].sort((a, b) => a - b).map((seatNo) => ({ seatNo, status: statuses[Math.floor(Math.random() * 3)]! }))
     const concertDetailId = 1 + size
     const packed = seats.map((seat) => `${seat.seatNo}${seat.status[0]}`).join('')
-    t.same(unpackSeats(packed, size), seatList(seats), `${size} seats: MySQL's packed string reads back whole`)
+    t.same(unpackSeats(packed, seats.length), seatList(seats), `${size} seats: MySQL's packed string reads back whole`)
+    const shuffled = seats.map((seat) => [Math.random(), seat] as const).sort(([a], [b]) => a - b).map(([, seat]) => `${seat.seatNo}${seat.status[0]}`)
+    t.same(unpackSeats(shuffled.join(''), seats.length), seatList(seats), `${size} seats: in any order, read back in seat order`)
     const encoded = encodeSeatMap(concertDetailId, { value: seatList(seats), nextLapseAt: null })
     t.equal(Buffer.from(encoded.full.bytes).toString('latin1'), schemaSerializers.seatMap(seats), `${size} seats: the full view`)
     const available = seats.filter((seat) => seat.status === 'AVAILABLE').map((seat) => seat.seatNo)
-    t.equal(Buffer.from(encoded.available.bytes).toString('latin1'), schemaSerializers.available({ concertDetailId, totalSeats: size, available }), `${size} seats: the available view`)
+    t.equal(Buffer.from(encoded.available.bytes).toString('latin1'), schemaSerializers.available({ concertDetailId, totalSeats: seats.length, available }), `${size} seats: the available view`)
     t.same(structuredClone(encodeSeatMap(concertDetailId, { value: seatList(seats), nextLapseAt: 5 })), { full: encoded.full, available: encoded.available, nextLapseAt: 5 }, `${size} seats: a clone (a pool thread's answer) carries both views built`)
   }
   const unknown = encodeSeatMap(1, { value: seatList([{ seatNo: 1, status: 'LOST' as 'SOLD' }]), nextLapseAt: null })
   t.throws(() => unknown.full, /no status the schema allows/, 'a status the schema does not allow is refused, not written')
   for (const [packed, count, what] of [['1A2H3', 3, 'cut short mid-number'], ['1A2H', 3, 'cut short between seats'], ['1A2H3S4A', 3, 'longer than its count'], ['1A2X3S', 3, 'an unknown status'], ['1AH3S', 3, 'a status without a number']] as const) {
     t.throws(() => unpackSeats(packed, count), /cut short or malformed/, `a packed map ${what} is an error, never a short map`)
+  }
+})
+
+t.test('a hall whose seats were added out of seat order is mapped in seat order, inline and in the pool', async (t) => {
+  const config = testConfig(OPEN_QUEUE)
+  const db = await prepareTestData(t, config)
+  const hall = await addHall(db, SEED_CONCERT_ID, 0)
+  // 3,000 seats inserted from the last to the first, so a table scan meets them backwards.
+  const seatNos = Array.from({ length: 3000 }, (_, i) => 3000 - i)
+  await db.insertInto('seats').values(seatNos.map((seat_no) => ({ concert_detail_id: hall, seat_no, status: 'AVAILABLE' as const }))).execute()
+  await db.updateTable('concert_details').set({ total_seats: seatNos.length }).where('id', '=', hall).execute()
+  await db.updateTable('seats').set({ status: 'SOLD', user_id: 7 }).where('concert_detail_id', '=', hall).where('seat_no', '=', 2999).execute()
+  for (const SERIALIZER of ['inline', 'worker'] as const) {
+    const app = await buildApp({ ...config, SERIALIZER }, { logger: false })
+    t.teardown(() => app.close())
+    const token = await activeToken(await listen(app), 5)
+    const seats = (await seatMap(app, hall, token)).json() as Array<{ seatNo: number; status: string }>
+    t.same(seats.map((seat) => seat.seatNo), [...seatNos].reverse(), `${SERIALIZER}: every seat once, ascending`)
+    t.same(seats.filter((seat) => seat.status !== 'AVAILABLE'), [{ seatNo: 2999, status: 'SOLD' }], `${SERIALIZER}: each status stays with its seat`)
   }
 })

@@ -48,6 +48,7 @@ const rowFields: Record<string, Record<string, 'number' | 'string' | 'boolean' |
     heapMaxMb: 'number',
     rssMaxMb: 'number',
     workersDied: 'number',
+    mysqlCpu: 'number',
     'cpu.used': 'number',
     'cpu.busy': 'number',
     'cpu.loadGenerator': 'number',

@@ -29,8 +29,9 @@ export function seatList(seats: readonly SeatView[]): SeatList {
 }
 
 /**
- * Reads GROUP_CONCAT's "1A2H3S…" of `count` seats. A string cut short (group_concat_max_len
- * lower than the session sets it) or anything unexpected in it is an error, never a short map.
+ * Reads GROUP_CONCAT's "1A2H3S…" of `count` seats, in seat order whatever order they came in. A
+ * string cut short (group_concat_max_len lower than the session sets it) or anything unexpected
+ * in it is an error, never a short map.
  */
 export function unpackSeats(packed: string, count: number): SeatList {
   const seatNos = new Uint32Array(count)
@@ -54,7 +55,13 @@ export function unpackSeats(packed: string, count: number): SeatList {
     digits = 0
   }
   if (i !== packed.length || seat !== count || digits !== 0) throw new Error(`the packed seat map read ${seat} of ${count} seats: cut short or malformed`)
+  for (let k = 1; k < count; k++) if (seatNos[k - 1]! > seatNos[k]!) return inSeatOrder({ seatNos, statuses })
   return { seatNos, statuses }
+}
+
+function inSeatOrder({ seatNos, statuses }: SeatList): SeatList {
+  const order = Array.from(seatNos.keys()).sort((a, b) => seatNos[a]! - seatNos[b]!)
+  return { seatNos: Uint32Array.from(order, (k) => seatNos[k]!), statuses: Uint8Array.from(order, (k) => statuses[k]!) }
 }
 
 export function createConcertRepository(db: Kysely<Database>) {
@@ -112,7 +119,10 @@ export function createConcertRepository(db: Kysely<Database>) {
         .selectFrom('seats')
         .select([
           sql<number | string>`COUNT(*)`.as('count'),
-          sql<string | null>`GROUP_CONCAT(seats.seat_no, LEFT(${seatStatusNow}, 1) ORDER BY seats.seat_no SEPARATOR '')`.as('packed'),
+          // Unordered: MySQL's sort of the group cost it more than the whole scan (about 3.6 against
+          // 1.7 ms of mysqld CPU for 5,000 seats). Rows come in scan order, seat order as seeded;
+          // unpackSeats sorts whatever does not.
+          sql<string | null>`GROUP_CONCAT(seats.seat_no, LEFT(${seatStatusNow}, 1) SEPARATOR '')`.as('packed'),
           sql<Date | null>`MIN(CASE WHEN ${holdIsLive} THEN seats.held_until END)`.as('lapsesAt'),
         ])
         .where('concert_detail_id', '=', concertDetailId)
