@@ -109,13 +109,14 @@ export const ConfigSchema = Type.Object({
     default: 'auto',
     description: 'Where large seat maps are built and serialized: event loop, piscina pool, or by size',
   }),
-  // bench/relief.ts, bench/results/2026-12-03T09-22-44Z-relief (2 cores, seat maps built on
-  // every request beside GET /concert/1): at 20,000 seats the pool cut that call's p99 to 0.2x
-  // inline's (296 -> 46 ms with 1 worker, 234 -> 55 ms with 2) and raised its 2xx/s 8-23x, for
-  // 0.97x (1 worker, an idle core) and 0.77x (2 workers) of the maps' own 2xx/s; at 2,000 seats
-  // it did nothing for the cheap call (0.9-1.1x p99) and cost 0.8x of the maps. So auto pools
-  // from 20,000 seats, the measured crossover (nothing between 2,000 and 20,000 was measured).
-  SERIALIZER_THRESHOLD_SEATS: Int(20_000, 0, 10_000_000, 'auto: seat maps at least this large go to the pool'),
+  // bench/relief.ts measures where the pool pays: the cheap call beside seat maps built on every
+  // request gets a lower p99 while the maps lose under 10% of their 2xx/s. Since maps are packed by
+  // MySQL and written as bytes (a third of the event loop's CPU they cost before), it paid at no
+  // size measured: bench/results/2026-12-03T19-22-21Z-relief, 1 worker, at 20,000 seats 1.1x the
+  // cheap call's p99 and 0.74x the maps; at 100,000, 0.8x the p99 but 0.78x the maps. (Before,
+  // in 2026-12-03T09-22-44Z-relief, it cut that p99 to 0.2x at 20,000.) So auto pools only halls
+  // larger than any measured; SERIALIZER=worker still pools every map.
+  SERIALIZER_THRESHOLD_SEATS: Int(1_000_000, 0, 10_000_000, 'auto: seat maps at least this large go to the pool'),
   SERIALIZER_THREADS: Int(2, 1, 64, 'piscina threads per worker process'),
 
   SHED_LOAD: Bool(true, 'Answer 503 + Retry-After under pressure instead of queueing work'),
