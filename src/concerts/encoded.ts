@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto'
 import { gzipSync } from 'node:zlib'
 import fastJsonStringify, { type Schema } from 'fast-json-stringify'
 import { GZIP_MIN_BYTES } from './content-coding.js'
-import type { SeatList, Timed } from './repository.js'
+import { SEAT_STATUSES, type SeatList, type Timed } from './repository.js'
 import { AvailableSeats, ConcertOption, ConcertOptions, SeatMap, SeatView, type ConcertOption as Option } from './schemas.js'
 
 /** One representation of a body: its bytes and the strong ETag that names them. */
@@ -51,25 +51,20 @@ function encode(json: string): EncodedBody {
 // (and garbage) was there.
 const ascii = (text: string) => Uint8Array.from(text, (char) => char.charCodeAt(0))
 const SEAT_OPEN = ascii('{"seatNo":')
-/** Indexed as SEAT_STATUSES: AVAILABLE, HELD, SOLD. */
-const STATUS_CLOSE = [ascii(',"status":"AVAILABLE"}'), ascii(',"status":"HELD"}'), ascii(',"status":"SOLD"}')]
-const AVAILABLE = 0
+/** Indexed as SeatList's status codes. */
+const STATUS_CLOSE = SEAT_STATUSES.map((status) => ascii(`,"status":"${status}"}`))
+const AVAILABLE = SEAT_STATUSES.indexOf('AVAILABLE')
 const COMMA = 0x2c
 
-/** Decimal digits of a safe integer, as JSON writes it. */
+/** Decimal digits of a seat number (a SeatList holds unsigned 32-bit integers). */
 function intLength(n: number): number {
-  if (!Number.isSafeInteger(n)) throw new TypeError(`not a safe integer: ${n}`)
-  let length = n < 0 ? 2 : 1
-  for (let rest = Math.abs(n); rest >= 10; rest = Math.floor(rest / 10)) length++
+  let length = 1
+  for (let rest = n; rest >= 10; rest = Math.floor(rest / 10)) length++
   return length
 }
 
-/** Writes `n` (checked by intLength) at `at`; answers the position after it. */
+/** Writes the unsigned integer `n` at `at`; answers the position after it. */
 function writeInt(out: Uint8Array, at: number, n: number): number {
-  if (n < 0) {
-    out[at++] = 0x2d
-    n = -n
-  }
   const end = at + intLength(n)
   for (let i = end - 1; i >= at; i--) {
     out[i] = 0x30 + (n % 10)

@@ -21,7 +21,8 @@ export interface SeatList {
 }
 
 export const SEAT_STATUSES = ['AVAILABLE', 'HELD', 'SOLD'] as const satisfies readonly SeatView['status'][]
-const STATUS_OF_INITIAL: Record<number, number> = { 0x41: 0, 0x48: 1, 0x53: 2 }
+/** A status's code by its initial, the letter MySQL packs (the three initials differ). */
+const STATUS_OF_INITIAL: Record<number, number> = Object.fromEntries(SEAT_STATUSES.map((status, code) => [status.charCodeAt(0), code]))
 
 /** A list of seats as the schema's objects (tests, small maps). */
 export function seatList(seats: readonly SeatView[]): SeatList {
