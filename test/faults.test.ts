@@ -184,7 +184,10 @@ t.test('SIGTERM under concurrent payments: in-flight payments finish, new ones a
   const inFlight = range(1, 24)
   const late = range(25, 12)
   // debug: each worker logs every request it receives, so the test sees where the payments are.
-  const config = testConfig({ ...OPEN_QUEUE, ...NO_RATE_LIMITS, ...ONE_SEAT_EACH, WORKERS: 2, SEED_USERS: 36, SHUTDOWN_TIMEOUT_MS: 8000, LOG_LEVEL: 'debug' })
+  // round-robin: the primary deals the payers' connections to both workers in turn. With each
+  // worker accepting for itself (the default) an idle machine can let one worker take all 24, and
+  // the test needs payments in flight on both.
+  const config = testConfig({ ...OPEN_QUEUE, ...NO_RATE_LIMITS, ...ONE_SEAT_EACH, WORKERS: 2, SEED_USERS: 36, SHUTDOWN_TIMEOUT_MS: 8000, LOG_LEVEL: 'debug', CLUSTER_SCHEDULING: 'round-robin' })
   const db = await prepareTestData(t, config)
   const server = await startServer(t, config)
   const seat = (userId: number) => ({ userId, concertDetailId: 1 + (userId % 4), seatNo: userId })
@@ -198,7 +201,9 @@ t.test('SIGTERM under concurrent payments: in-flight payments finish, new ones a
     send(server.baseUrl, 'POST', '/concert/reservation/days', {
       body: seat(userId),
       headers: { ...bearer(tokens.get(userId)!), 'idempotency-key': `pay-${userId}` },
-      timeoutMs: 20_000,
+      // Longer than the waits below: a precondition that never comes fails as that wait, by name,
+      // rather than as a payment timing out unawaited.
+      timeoutMs: 50_000,
     })
 
   // Holding the payers' balance rows keeps their payments in flight, inside the debit, for as
