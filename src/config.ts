@@ -126,6 +126,11 @@ export const ConfigSchema = Type.Object({
   // work) are served, a queue that would outlast the client is shed.
   SHED_TARGET_MS: Int(500, 1, 60_000, 'Longest a request should wait for the event loop or a MySQL connection; waits above it for SHED_INTERVAL_MS shed'),
   SHED_INTERVAL_MS: Int(500, 1, 60_000, 'How long waits must stay above SHED_TARGET_MS before a worker sheds (CoDel interval)'),
+  // Clients that ignore Retry-After come straight back: in the lab's ramp (large hall, 1,024
+  // connections) a worker answered about 12,000 refusals a second for 200 maps, and the refusals'
+  // CPU, its own and the clients', was what the maps lacked. A refusal costs about a cheap read, so
+  // 1,000 a second is a few percent of a core.
+  SHED_REFUSALS_PER_S: Int(1000, 0, 1_000_000, 'Shed 503s a worker answers at once per second; beyond them a refused request waits its turn to be told (0 = no limit)'),
   // Off by default: a worker at full speed is near 1.0 even while its latency is fine, and a 503
   // costs about as much as a cheap read, so shedding on utilization only lowers goodput.
   MAX_EVENT_LOOP_UTILIZATION: Type.Number({ default: 0, minimum: 0, maximum: 1, description: 'Shed above this event-loop utilization over the last 500 ms (0 = off)' }),

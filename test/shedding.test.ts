@@ -167,3 +167,32 @@ t.test('with shedding off, the same slow queries make requests wait and every on
   t.same([...new Set(answers.map((res) => res.status))], [200])
   t.same(await ledgerMismatches(db), [])
 })
+
+t.test('with refusals paced (SHED_REFUSALS_PER_S=1), a burst at the closed door is refused whole, in the one shape, each counted once', async (t) => {
+  const { app, config } = await buildTestApp(t, { ...SHEDDING, SHED_REFUSALS_PER_S: 1 })
+  const base = await listen(app)
+  let hogging = true
+  const hog = () => {
+    if (!hogging) return
+    const until = performance.now() + config.SHED_TARGET_MS + 100
+    while (performance.now() < until);
+    setImmediate(hog)
+  }
+  setImmediate(hog)
+  t.teardown(() => void (hogging = false))
+  await waitFor('the door to close', async () => (await send(base, 'GET', '/concerts/1')).status === 503, { timeoutMs: 30_000 })
+  const before = app.shedding.rejected
+
+  // With this loop a turn takes 600 ms, and the client shares it: the burst reaches the worker
+  // over several turns, faster than one a second, so the pacer holds some of it (test/refusal-
+  // pacer.test.ts measures the pace itself). Held or not, every request is told.
+  const answers = await Promise.all(Array.from({ length: 6 }, () => send(base, 'GET', '/concerts/1', { timeoutMs: 30_000 })))
+  hogging = false
+  t.same(
+    answers.map((res) => res.status),
+    Array(6).fill(503),
+    'every one is refused, none lost',
+  )
+  for (const res of answers) assertShedAnswer(t, res.body, res.headers['retry-after'], config.RETRY_AFTER_S)
+  t.equal(app.shedding.rejected - before, 6, 'each counted once')
+})

@@ -31,6 +31,89 @@ export interface Door {
   refuse: (response: ServerResponse) => void
 }
 
+/** Longest a refusal is held before it is answered whatever the pace: a client is told within it. */
+export const MAX_REFUSAL_HOLD_MS = 1000
+
+/**
+ * Answers refusals at once up to `perSecond` (a bucket holding one second's worth), and beyond
+ * that holds each refused request and answers it, oldest first, as the bucket refills, or once it
+ * has been held `maxHoldMs`. A client that honours Retry-After never meets the limit; a
+ * closed loop of clients that do not, each resending the moment it is refused, otherwise turns
+ * every CPU cycle the refusals save into more refusals, its own and the server's. Held, a request
+ * costs a place in an array until then.
+ */
+export function createRefusalPacer(perSecond: number, answer: (response: ServerResponse) => void, maxHoldMs = MAX_REFUSAL_HOLD_MS) {
+  let tokens = perSecond
+  let filledAt = performance.now()
+  let held: ServerResponse[] = []
+  let heldAt: number[] = []
+  let head = 0
+  let timer: NodeJS.Timeout | undefined
+
+  const refill = (now: number) => {
+    tokens = Math.min(perSecond, tokens + ((now - filledAt) * perSecond) / 1000)
+    filledAt = now
+  }
+  const tell = (response: ServerResponse) => {
+    // A client that gave up while held has nobody left to tell.
+    if (!response.destroyed) answer(response)
+  }
+  const release = () => {
+    const response = held[head]!
+    held[head] = undefined as never
+    head++
+    tell(response)
+  }
+  const drain = () => {
+    const now = performance.now()
+    refill(now)
+    while (head < held.length && tokens >= 1) {
+      // A client that gave up costs no token.
+      if (!held[head]!.destroyed) tokens--
+      release()
+    }
+    while (head < held.length && now - heldAt[head]! >= maxHoldMs) release()
+    if (head === held.length) {
+      held = []
+      heldAt = []
+      head = 0
+      clearInterval(timer)
+      timer = undefined
+    }
+  }
+
+  return {
+    refuse(response: ServerResponse): void {
+      if (perSecond <= 0) return answer(response)
+      const now = performance.now()
+      if (head === held.length) {
+        refill(now)
+        if (tokens >= 1) {
+          tokens--
+          return answer(response)
+        }
+      }
+      held.push(response)
+      heldAt.push(now)
+      timer ??= setInterval(drain, SHED_SAMPLE_MS).unref()
+    },
+    /** Refusals waiting to be answered. */
+    get held(): number {
+      return held.length - head
+    },
+    /** Answers everyone held now: the worker is closing. */
+    flush(): void {
+      clearInterval(timer)
+      timer = undefined
+      const waiting = held.slice(head)
+      held = []
+      heldAt = []
+      head = 0
+      waiting.forEach(tell)
+    },
+  }
+}
+
 /** A door that stays open until the pressure plugin takes it over. */
 export function createDoor(): Door {
   return { closed: () => false, refuse: () => {} }
@@ -103,11 +186,14 @@ export default fp<{ door?: Door }>(
     })
     if (shed) {
       if (door) {
+        const pacer = createRefusalPacer(config.SHED_REFUSALS_PER_S, (response) => response.writeHead(503, rawHeaders).end(overloadedBytes))
         door.closed = isOverloaded
         door.refuse = (response) => {
           answered++
-          response.writeHead(503, rawHeaders).end(overloadedBytes)
+          pacer.refuse(response)
         }
+        // Held refusals are answered as closing starts, not left to hold the server open.
+        app.addHook('preClose', async () => pacer.flush())
         app.addHook('onClose', async () => {
           door.closed = () => false
         })
