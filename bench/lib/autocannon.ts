@@ -1,4 +1,22 @@
+import { createRequire } from 'node:module'
 import autocannon from 'autocannon'
+
+interface PendingResponse {
+  req: { onResponse?: unknown }
+  body: string
+}
+
+// autocannon decodes every response body into a string and appends it chunk by chunk, whether or
+// not anything reads it. For a seat map of thousands of seats that work grows with the number of
+// connections (more, smaller chunks per body) and, on the same cores as the server, takes CPU the
+// server would have used. Bodies are kept only for requests whose step reads them.
+const pendingQueue = createRequire(import.meta.url)('autocannon/lib/pipelinedRequestsQueue.js') as {
+  prototype: { peek(): PendingResponse | undefined; addBody(data: Buffer): void }
+}
+pendingQueue.prototype.addBody = function addBody(data: Buffer) {
+  const pending = this.peek()
+  if (pending && typeof pending.req.onResponse === 'function') pending.body += data
+}
 
 export interface HttpRequest {
   method: 'GET' | 'POST' | 'PATCH'
