@@ -96,7 +96,11 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     serverFactory: (handler, options) => {
       // Fastify passes its options with its defaults filled in; it sets these on a server it makes itself.
       const settings = options as { http?: ServerOptions; keepAliveTimeout: number; requestTimeout: number; connectionTimeout: number }
-      const server = createServer(settings.http ?? {}, (request, response) => (door.closed() ? door.refuse(response) : handler(request, response)))
+      const server = createServer(settings.http ?? {}, (request, response) => {
+        if (door.closed()) return door.refuse(response)
+        door.admitted(response)
+        handler(request, response)
+      })
       server.keepAliveTimeout = settings.keepAliveTimeout
       server.requestTimeout = settings.requestTimeout
       server.setTimeout(settings.connectionTimeout)

@@ -100,9 +100,12 @@ interface Waiter {
  * so it decides who is served next. Every SHED_SAMPLE_MS the oldest waiter's wait is observed.
  * Once waits stayed above the target for the interval the pool is overloaded until its line
  * empties, and meanwhile:
- * - a waiter that has waited a sample period is refused with PoolOverloadedError: a standing
- *   queue turns into fast 503s and stays short, while a burst that drains within the target is
- *   served whole;
+ * - a waiter that has waited the target is refused with PoolOverloadedError, and `standing`
+ *   tells the worker's door to refuse new requests while the oldest waiter has waited a sample
+ *   period: a standing queue turns into fast 503s and stays short, while a burst that drains
+ *   within the target is served whole. (The door also keeps the line short by how many requests
+ *   it lets in; a waiter let in was worth its work, so it is refused only once it is as late as
+ *   a request may be.)
  * - a freed connection goes to the newest waiter, not the oldest (adaptive LIFO, "Fail at
  *   Scale"): under overload the newest waiter is the likeliest to still be within its client's
  *   deadline, while the oldest has likely given up. Outside overload the line is FIFO.
@@ -217,8 +220,8 @@ export class SheddingPool implements MysqlPool {
     if (this.waiting > 0) codel.observe(now - this.#oldestSince(), now)
     else if (this.#out < this.#limit) codel.drained()
     if (!codel.overloaded) return
-    // Oldest first: everyone after a waiter younger than a sample period is younger still.
-    while (this.waiting > 0 && now - this.#oldestSince() >= SHED_SAMPLE_MS) {
+    // Oldest first: everyone after a waiter younger than the target is younger still.
+    while (this.waiting > 0 && now - this.#oldestSince() >= codel.targetMs) {
       const waiter = this.#line[this.#head]!
       this.#line[this.#head++] = undefined
       waiter.callback(new PoolOverloadedError(), undefined as never)

@@ -12,6 +12,8 @@ declare module 'fastify' {
     shedding: {
       /** Requests answered 503 SERVICE_OVERLOADED so far, at the door or waiting for MySQL. */
       readonly rejected: number
+      /** Requests the door let in and not answered yet (counted while shedding, over HTTP). */
+      readonly inFlight: number
     }
   }
 }
@@ -29,7 +31,15 @@ const overloadedBytes = Buffer.from(JSON.stringify(overloaded))
 export interface Door {
   closed: () => boolean
   refuse: (response: ServerResponse) => void
+  /** Told of each request the door lets through, before Fastify sees it. */
+  admitted: (response: ServerResponse) => void
 }
+
+/**
+ * While waits for MySQL stand overloaded, requests in flight per pool connection beyond which the
+ * door refuses: one on each connection and one ready behind it.
+ */
+export const IN_FLIGHT_PER_CONNECTION = 2
 
 /** Longest a refusal is held before it is answered whatever the pace: a client is told within it. */
 export const MAX_REFUSAL_HOLD_MS = 1000
@@ -116,7 +126,7 @@ export function createRefusalPacer(perSecond: number, answer: (response: ServerR
 
 /** A door that stays open until the pressure plugin takes it over. */
 export function createDoor(): Door {
-  return { closed: () => false, refuse: () => {} }
+  return { closed: () => false, refuse: () => {}, admitted: () => {} }
 }
 
 /**
@@ -124,7 +134,8 @@ export function createDoor(): Door {
  * The event loop and the wait for a MySQL connection (SheddingPool) each run CoDel: waits that
  * stay above SHED_TARGET_MS for SHED_INTERVAL_MS mean a standing queue. While the loop's queue
  * stands, or the pool's stands and is not moving, new requests are refused at the door before
- * routing. A burst that drains within the target plus the interval is served whole. The heap
+ * routing, as are requests beyond IN_FLIGHT_PER_CONNECTION per MySQL connection while the pool
+ * is overloaded. A burst that drains within the target plus the interval is served whole. The heap
  * (and, if set, event-loop utilization) is left to @fastify/under-pressure. SHED_LOAD=false
  * never sheds (the lab's "no protection" run).
  */
@@ -173,11 +184,19 @@ export default fp<{ door?: Door }>(
       }, SHED_SAMPLE_MS).unref()
       app.addHook('onClose', async () => clearInterval(timer))
     }
-    const isOverloaded = () => loop.overloaded || app.dbQueue.standing
+    // While the pool is overloaded, a request let in beyond what keeps every connection busy
+    // and a short line ready only waits to be refused after Fastify, the route and Redis worked
+    // on it: such requests are refused at the door instead, where a refusal costs a header write.
+    const inFlightCap = IN_FLIGHT_PER_CONNECTION * config.MYSQL_POOL_SIZE
+    let inFlight = 0
+    const isOverloaded = () => loop.overloaded || (app.dbQueue.overloaded && (inFlight >= inFlightCap || app.dbQueue.standing))
 
     app.decorate('shedding', {
       get rejected() {
         return answered
+      },
+      get inFlight() {
+        return inFlight
       },
     })
     // Refused a MySQL connection: answered by the error handler, counted here once per request.
@@ -188,6 +207,13 @@ export default fp<{ door?: Door }>(
       if (door) {
         const pacer = createRefusalPacer(config.SHED_REFUSALS_PER_S, (response) => response.writeHead(503, rawHeaders).end(overloadedBytes))
         door.closed = isOverloaded
+        const finished = () => {
+          inFlight--
+        }
+        door.admitted = (response) => {
+          inFlight++
+          response.once('close', finished)
+        }
         door.refuse = (response) => {
           answered++
           pacer.refuse(response)
@@ -196,6 +222,7 @@ export default fp<{ door?: Door }>(
         app.addHook('preClose', async () => pacer.flush())
         app.addHook('onClose', async () => {
           door.closed = () => false
+          door.admitted = () => {}
         })
       }
       // Requests that reach Fastify without the HTTP server (inject) meet the same rule here.

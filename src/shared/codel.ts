@@ -2,8 +2,9 @@
  * Controlled delay (CoDel), as Facebook applies it to server queues ("Fail at Scale", ACM Queue
  * 2015): a queue is overloaded once what waits in it has waited longer than `targetMs` for at
  * least `intervalMs` without a break, that is, a standing queue rather than a burst draining.
- * The overload lasts until the queue drains (the owner calls `drained`): while it lasts, waiters
- * get a short timeout, so the queue stays short instead of growing back to the target.
+ * The overload lasts until the queue drains (the owner calls `drained`): while it lasts, the
+ * owner keeps the queue short (new arrivals refused while it does not move, the newest served
+ * first) instead of letting it grow back to the target.
  */
 export class Codel {
   /** When sojourns went above the target, or undefined while they are under it. */
@@ -36,5 +37,8 @@ export class Codel {
   }
 }
 
-/** How often the queues are sampled; in the overloaded state a waiter gets one sample period (FB's short timeout). */
+/**
+ * How often the queues are sampled. In the overloaded state a pool line whose oldest waiter has
+ * waited longer than this is not moving, and the door refuses new requests (FB's short timeout).
+ */
 export const SHED_SAMPLE_MS = 10
