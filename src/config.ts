@@ -128,9 +128,14 @@ export const ConfigSchema = Type.Object({
   SHED_INTERVAL_MS: Int(500, 1, 60_000, 'How long waits must stay above SHED_TARGET_MS before a worker sheds (CoDel interval)'),
   // Clients that ignore Retry-After come straight back: in the lab's ramp (large hall, 1,024
   // connections) a worker answered about 12,000 refusals a second for 200 maps, and the refusals'
-  // CPU, its own and the clients', was what the maps lacked. A refusal costs about a cheap read, so
-  // 1,000 a second is a few percent of a core.
-  SHED_REFUSALS_PER_S: Int(1000, 0, 1_000_000, 'Shed 503s a worker answers at once per second; beyond them a refused request waits its turn to be told (0 = no limit)'),
+  // CPU, its own and the clients', was what the maps lacked. A refusal costs the worker about 60 us,
+  // but on a shared machine the clients' side of it and the kernel's take the cores MySQL needs:
+  // in two full runs of bench:ramp one after the other (bench/results/2026-12-04T13-47-00Z-ramp
+  // and 2026-12-04T14-00-11Z-ramp), the large hall at 512 and 1,024 connections got 1,210 and
+  // 1,704 refusals a second and 365 and 359 maps at a pace of 1,000 a second, 394 and 824
+  // refusals and 535 and 439 maps at 100. A client that honours Retry-After waits a second
+  // anyway, so a held refusal costs it nothing.
+  SHED_REFUSALS_PER_S: Int(100, 0, 1_000_000, 'Shed 503s a worker answers at once per second; beyond them a refused request waits its turn to be told (0 = no limit)'),
   // Off by default: a worker at full speed is near 1.0 even while its latency is fine, and a 503
   // costs about as much as a cheap read, so shedding on utilization only lowers goodput.
   MAX_EVENT_LOOP_UTILIZATION: Type.Number({ default: 0, minimum: 0, maximum: 1, description: 'Shed above this event-loop utilization over the last 500 ms (0 = off)' }),
