@@ -20,6 +20,21 @@ async function requestsHandled(app: FastifyInstance): Promise<number> {
   return [...text.matchAll(/^http_request_duration_seconds_count\{[^}]*\} (\d+)$/gm)].reduce((sum, [, n]) => sum + Number(n), 0)
 }
 
+/** Keeps the event loop busy in turns of `turnMs` until the returned function (or the teardown) stops it. */
+function hogLoop(t: Test, turnMs: number): () => void {
+  let hogging = true
+  const hog = () => {
+    if (!hogging) return
+    const until = performance.now() + turnMs
+    while (performance.now() < until);
+    setImmediate(hog)
+  }
+  setImmediate(hog)
+  const stop = () => void (hogging = false)
+  t.teardown(stop)
+  return stop
+}
+
 function assertShedAnswer(t: Test, body: any, retryAfter: unknown, retryAfterS: number): void {
   t.equal(body.code, 'SERVICE_OVERLOADED')
   t.ok(isErrorResponse(503, body), 'in the one error shape')
@@ -110,15 +125,7 @@ t.test('a MySQL pool held by slow queries: a stream of charges gets fast 503s, t
 t.test('an event loop kept busy past the target sheds at the door, and serves again once it is free', async (t) => {
   const { app, db, config } = await buildTestApp(t, SHEDDING)
   // Turns of the loop each longer than the target: every request waits longer than it should.
-  let hogging = true
-  const hog = () => {
-    if (!hogging) return
-    const until = performance.now() + config.SHED_TARGET_MS + 100
-    while (performance.now() < until);
-    setImmediate(hog)
-  }
-  setImmediate(hog)
-  t.teardown(() => void (hogging = false))
+  const stopHogging = hogLoop(t, config.SHED_TARGET_MS + 100)
 
   let injected = 0
   const charge = () => {
@@ -153,7 +160,7 @@ t.test('an event loop kept busy past the target sheds at the door, and serves ag
     return count >= servedOverHttp && { count }
   })
   t.equal(handled.count, servedOverHttp, 'the shed request never reached Fastify')
-  hogging = false
+  stopHogging()
 
   await waitFor('a charge to be served', async () => (await charge()).statusCode === 200, { timeoutMs: 5000 })
   t.same(await ledgerMismatches(db), [], 'the shed charge changed nothing')
@@ -172,15 +179,7 @@ t.test('with shedding off, the same slow queries make requests wait and every on
 t.test('with refusals paced (SHED_REFUSALS_PER_S=1), a burst at the closed door is refused whole, in the one shape, each counted once', async (t) => {
   const { app, config } = await buildTestApp(t, { ...SHEDDING, SHED_REFUSALS_PER_S: 1 })
   const base = await listen(app)
-  let hogging = true
-  const hog = () => {
-    if (!hogging) return
-    const until = performance.now() + config.SHED_TARGET_MS + 100
-    while (performance.now() < until);
-    setImmediate(hog)
-  }
-  setImmediate(hog)
-  t.teardown(() => void (hogging = false))
+  const stopHogging = hogLoop(t, config.SHED_TARGET_MS + 100)
   await waitFor('the door to close', async () => (await send(base, 'GET', '/concerts/1')).status === 503, { timeoutMs: 30_000 })
   const before = app.shedding.rejected
 
@@ -188,7 +187,7 @@ t.test('with refusals paced (SHED_REFUSALS_PER_S=1), a burst at the closed door 
   // over several turns, faster than one a second, so the pacer holds some of it (test/refusal-
   // pacer.test.ts measures the pace itself). Held or not, every request is told.
   const answers = await Promise.all(Array.from({ length: 6 }, () => send(base, 'GET', '/concerts/1', { timeoutMs: 30_000 })))
-  hogging = false
+  stopHogging()
   t.same(
     answers.map((res) => res.status),
     Array(6).fill(503),
