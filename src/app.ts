@@ -97,8 +97,8 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
       // Fastify passes its options with its defaults filled in; it sets these on a server it makes itself.
       const settings = options as { http?: ServerOptions; keepAliveTimeout: number; requestTimeout: number; connectionTimeout: number }
       const server = createServer(settings.http ?? {}, (request, response) => {
-        if (door.closed()) return door.refuse(response)
-        door.admitted(response)
+        if (door.closed(request)) return door.refuse(response)
+        door.admitted(request, response)
         handler(request, response)
       })
       server.keepAliveTimeout = settings.keepAliveTimeout

@@ -2,7 +2,8 @@ import t, { type Test } from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { sql } from 'kysely'
 import { runLoad } from '../bench/lib/autocannon.js'
-import { IN_FLIGHT_PER_CONNECTION } from '../src/plugins/pressure.js'
+import { IN_FLIGHT_PER_CONNECTION, mayNeedMysql } from '../src/plugins/pressure.js'
+import { joinQueue } from './helpers/queue.js'
 import { buildTestApp, listen, prepareTestData, testConfig } from './helpers/app.js'
 import { isErrorResponse } from './helpers/error-shape.js'
 import { bearer, send, type Reply } from './helpers/http.js'
@@ -227,4 +228,38 @@ t.test('while the MySQL pool is overloaded, the door lets in no more than two re
   t.ok(statuses.includes(200), 'and what was let in was served')
   t.same([...new Set(statuses.filter((status) => status !== 200 && status !== 503))], [], 'every answer is 200 or 503')
   t.same(await ledgerMismatches(db), [])
+})
+
+t.test("while MySQL's pool is overloaded, the waiting room's own calls are still answered", async (t) => {
+  const { app, config } = await buildTestApp(t, SHEDDING)
+  const base = await listen(app)
+  const joined = await joinQueue(base, 1)
+  t.equal(joined.status, 200)
+  // Every connection of the worker's pool sleeps: charges queue behind them until the worker sheds.
+  const hogs = Promise.all(Array.from({ length: config.MYSQL_POOL_SIZE }, () => sql`SELECT SLEEP(3)`.execute(app.db)))
+  await waitFor('a charge to be refused', async () => (await send(base, 'PATCH', '/point', { body: { userId: 2, charge: 10 } })).status === 503, {
+    timeoutMs: 10_000,
+  })
+  t.ok(app.dbQueue.overloaded, 'the pool is overloaded')
+  // Charges let in now wait in the line (until the target refuses them): the line stands, and the
+  // door refuses whatever may need MySQL.
+  let queueCallsWhileStanding = 0
+  app.server.on('request', (request) => {
+    if (request.url === '/concert/wait' && app.dbQueue.standing) queueCallsWhileStanding++
+  })
+  const waiting = [6, 7, 8].map((userId) => send(base, 'PATCH', '/point', { body: { userId, charge: 10 } }))
+  await waitFor('the line to stand', () => app.dbQueue.standing, { timeoutMs: 10_000 })
+
+  const [polls, joins] = await Promise.all([
+    Promise.all(Array.from({ length: 20 }, () => send(base, 'GET', '/concert/wait', { headers: bearer(joined.body.token) }))),
+    Promise.all([3, 4, 5].map((userId) => joinQueue(base, userId))),
+  ])
+  const charges = await Promise.all(waiting)
+  await hogs
+  t.ok(queueCallsWhileStanding > 0, `queue calls arrived while the line stood (${queueCallsWhileStanding})`)
+  t.same([...new Set(polls.map((res) => res.status))], [200], 'every poll answered 200')
+  t.same(joins.map((res) => res.status), [200, 200, 200], 'every join answered 200')
+  t.same([...new Set(charges.map((res) => res.status))], [503], 'while the charges in the line were refused')
+  t.notOk(mayNeedMysql('/concert/wait?concertId=2'))
+  t.ok(mayNeedMysql('/concert/waiting'))
 })

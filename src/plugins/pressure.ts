@@ -1,6 +1,6 @@
 import fp from 'fastify-plugin'
 import underPressure from '@fastify/under-pressure'
-import type { ServerResponse } from 'node:http'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { FastifyReply } from 'fastify'
 import { sql } from 'kysely'
 import { Codel, SHED_SAMPLE_MS } from '../shared/codel.js'
@@ -12,7 +12,7 @@ declare module 'fastify' {
     shedding: {
       /** Requests answered 503 SERVICE_OVERLOADED so far, at the door or waiting for MySQL. */
       readonly rejected: number
-      /** Requests the door let in and not answered yet (counted while shedding, over HTTP). */
+      /** Requests the door let in that may need MySQL, not answered yet (counted while shedding, over HTTP). */
       readonly inFlight: number
     }
   }
@@ -29,10 +29,23 @@ const overloadedBytes = Buffer.from(JSON.stringify(overloaded))
  * and answering at the door raised goodput from a mean 66 to 79 answers/s over three runs each.
  */
 export interface Door {
-  closed: () => boolean
+  closed: (request: IncomingMessage) => boolean
   refuse: (response: ServerResponse) => void
   /** Told of each request the door lets through, before Fastify sees it. */
-  admitted: (response: ServerResponse) => void
+  admitted: (request: IncomingMessage, response: ServerResponse) => void
+}
+
+/** The waiting room's own calls: joining, polling and leaving touch Redis only. */
+const QUEUE_PATH = '/concert/wait'
+
+/**
+ * Whether a request may need MySQL: all but the waiting room's own calls. While only the MySQL
+ * pool is overloaded, those are still let in: a rush's joins and polls are what the waiting room
+ * is for, and turning them away frees no connection.
+ */
+export function mayNeedMysql(url: string | undefined): boolean {
+  if (url === undefined || !url.startsWith(QUEUE_PATH)) return true
+  return url.length !== QUEUE_PATH.length && url[QUEUE_PATH.length] !== '?'
 }
 
 /**
@@ -135,7 +148,7 @@ export function createDoor(): Door {
  * stay above SHED_TARGET_MS for SHED_INTERVAL_MS mean a standing queue. While the loop's queue
  * stands, or the pool's stands and is not moving, new requests are refused at the door before
  * routing, as are requests beyond IN_FLIGHT_PER_CONNECTION per MySQL connection while the pool
- * is overloaded. A burst that drains within the target plus the interval is served whole. The heap
+ * is overloaded; the waiting room's own calls (mayNeedMysql) are refused only for the loop. A burst that drains within the target plus the interval is served whole. The heap
  * (and, if set, event-loop utilization) is left to @fastify/under-pressure. SHED_LOAD=false
  * never sheds (the lab's "no protection" run).
  */
@@ -189,7 +202,8 @@ export default fp<{ door?: Door }>(
     // on it: such requests are refused at the door instead, where a refusal costs a header write.
     const inFlightCap = IN_FLIGHT_PER_CONNECTION * config.MYSQL_POOL_SIZE
     let inFlight = 0
-    const isOverloaded = () => loop.overloaded || (app.dbQueue.overloaded && (inFlight >= inFlightCap || app.dbQueue.standing))
+    const isOverloaded = (url: string | undefined) =>
+      loop.overloaded || (app.dbQueue.overloaded && mayNeedMysql(url) && (inFlight >= inFlightCap || app.dbQueue.standing))
 
     app.decorate('shedding', {
       get rejected() {
@@ -206,7 +220,7 @@ export default fp<{ door?: Door }>(
     if (shed) {
       if (door) {
         const pacer = createRefusalPacer(config.SHED_REFUSALS_PER_S, (response) => response.writeHead(503, rawHeaders).end(overloadedBytes))
-        door.closed = isOverloaded
+        door.closed = (request) => isOverloaded(request.url)
         const finished = () => {
           inFlight--
         }
@@ -214,7 +228,8 @@ export default fp<{ door?: Door }>(
         // handed to the socket ('prefinish'): a client slow to read a 180 KB seat map is a reason
         // to let fewer in. Counted to 'prefinish', the lab's large hall shed with p99 3.3-4.0 s at
         // 256-512 connections instead of about 1 s.
-        door.admitted = (response) => {
+        door.admitted = (request, response) => {
+          if (!mayNeedMysql(request.url)) return
           inFlight++
           response.once('close', finished)
         }
@@ -230,8 +245,8 @@ export default fp<{ door?: Door }>(
         })
       }
       // Requests that reach Fastify without the HTTP server (inject) meet the same rule here.
-      app.addHook('onRequest', (_request, reply, done) => {
-        if (!isOverloaded()) return done()
+      app.addHook('onRequest', (request, reply, done) => {
+        if (!isOverloaded(request.raw.url)) return done()
         refuse(reply)
       })
     }
