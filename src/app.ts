@@ -98,7 +98,6 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
       const settings = options as { http?: ServerOptions; keepAliveTimeout: number; requestTimeout: number; connectionTimeout: number }
       const server = createServer(settings.http ?? {}, (request, response) => {
         if (door.closed(request)) return door.refuse(response)
-        door.admitted(request, response)
         handler(request, response)
       })
       server.keepAliveTimeout = settings.keepAliveTimeout

@@ -103,9 +103,8 @@ interface Waiter {
  * - a waiter that has waited the target is refused with PoolOverloadedError, and `standing`
  *   tells the worker's door to refuse new requests while the oldest waiter has waited a sample
  *   period: a standing queue turns into fast 503s and stays short, while a burst that drains
- *   within the target is served whole. (The door also keeps the line short by how many requests
- *   it lets in; a waiter let in was worth its work, so it is refused only once it is as late as
- *   a request may be.)
+ *   within the target is served whole. (A waiter has had its routing and Redis work done, and
+ *   the newest are served first, so it is refused only once it is as late as a request may be.)
  * - a freed connection goes to the newest waiter, not the oldest (adaptive LIFO, "Fail at
  *   Scale"): under overload the newest waiter is the likeliest to still be within its client's
  *   deadline, while the oldest has likely given up. Outside overload the line is FIFO.

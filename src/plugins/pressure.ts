@@ -12,8 +12,6 @@ declare module 'fastify' {
     shedding: {
       /** Requests answered 503 SERVICE_OVERLOADED so far, at the door or waiting for MySQL. */
       readonly rejected: number
-      /** Requests the door let in that may need MySQL, not answered yet (counted while shedding, over HTTP). */
-      readonly inFlight: number
     }
   }
 }
@@ -31,8 +29,6 @@ const overloadedBytes = Buffer.from(JSON.stringify(overloaded))
 export interface Door {
   closed: (request: IncomingMessage) => boolean
   refuse: (response: ServerResponse) => void
-  /** Told of each request the door lets through, before Fastify sees it. */
-  admitted: (request: IncomingMessage, response: ServerResponse) => void
 }
 
 /** The waiting room's own calls: joining, polling and leaving touch Redis only. */
@@ -47,12 +43,6 @@ export function mayNeedMysql(url: string | undefined): boolean {
   if (url === undefined || !url.startsWith(QUEUE_PATH)) return true
   return url.length !== QUEUE_PATH.length && url[QUEUE_PATH.length] !== '?'
 }
-
-/**
- * While waits for MySQL stand overloaded, requests in flight per pool connection beyond which the
- * door refuses: one on each connection and one ready behind it.
- */
-export const IN_FLIGHT_PER_CONNECTION = 2
 
 /** Longest a refusal is held before it is answered whatever the pace: a client is told within it. */
 export const MAX_REFUSAL_HOLD_MS = 1000
@@ -139,7 +129,7 @@ export function createRefusalPacer(perSecond: number, answer: (response: ServerR
 
 /** A door that stays open until the pressure plugin takes it over. */
 export function createDoor(): Door {
-  return { closed: () => false, refuse: () => {}, admitted: () => {} }
+  return { closed: () => false, refuse: () => {} }
 }
 
 /**
@@ -147,8 +137,8 @@ export function createDoor(): Door {
  * The event loop and the wait for a MySQL connection (SheddingPool) each run CoDel: waits that
  * stay above SHED_TARGET_MS for SHED_INTERVAL_MS mean a standing queue. While the loop's queue
  * stands, or the pool's stands and is not moving, new requests are refused at the door before
- * routing, as are requests beyond IN_FLIGHT_PER_CONNECTION per MySQL connection while the pool
- * is overloaded; the waiting room's own calls (mayNeedMysql) are refused only for the loop. A burst that drains within the target plus the interval is served whole. The heap
+ * routing; the waiting room's own calls (mayNeedMysql) are refused only for the loop's. A burst
+ * that drains within the target plus the interval is served whole. The heap
  * (and, if set, event-loop utilization) is left to @fastify/under-pressure. SHED_LOAD=false
  * never sheds (the lab's "no protection" run).
  */
@@ -197,20 +187,11 @@ export default fp<{ door?: Door }>(
       }, SHED_SAMPLE_MS).unref()
       app.addHook('onClose', async () => clearInterval(timer))
     }
-    // While the pool is overloaded, a request let in beyond what keeps every connection busy
-    // and a short line ready only waits to be refused after Fastify, the route and Redis worked
-    // on it: such requests are refused at the door instead, where a refusal costs a header write.
-    const inFlightCap = IN_FLIGHT_PER_CONNECTION * config.MYSQL_POOL_SIZE
-    let inFlight = 0
-    const isOverloaded = (url: string | undefined) =>
-      loop.overloaded || (app.dbQueue.overloaded && mayNeedMysql(url) && (inFlight >= inFlightCap || app.dbQueue.standing))
+    const isOverloaded = (url: string | undefined) => loop.overloaded || (app.dbQueue.standing && mayNeedMysql(url))
 
     app.decorate('shedding', {
       get rejected() {
         return answered
-      },
-      get inFlight() {
-        return inFlight
       },
     })
     // Refused a MySQL connection: answered by the error handler, counted here once per request.
@@ -221,18 +202,6 @@ export default fp<{ door?: Door }>(
       if (door) {
         const pacer = createRefusalPacer(config.SHED_REFUSALS_PER_S, (response) => response.writeHead(503, rawHeaders).end(overloadedBytes))
         door.closed = (request) => isOverloaded(request.url)
-        const finished = () => {
-          inFlight--
-        }
-        // Counted until the client has read its answer ('close'), not only until the answer is
-        // handed to the socket ('prefinish'): a client slow to read a 180 KB seat map is a reason
-        // to let fewer in. Counted to 'prefinish', the lab's large hall shed with p99 3.3-4.0 s at
-        // 256-512 connections instead of about 1 s.
-        door.admitted = (request, response) => {
-          if (!mayNeedMysql(request.url)) return
-          inFlight++
-          response.once('close', finished)
-        }
         door.refuse = (response) => {
           answered++
           pacer.refuse(response)
@@ -241,7 +210,6 @@ export default fp<{ door?: Door }>(
         app.addHook('preClose', async () => pacer.flush())
         app.addHook('onClose', async () => {
           door.closed = () => false
-          door.admitted = () => {}
         })
       }
       // Requests that reach Fastify without the HTTP server (inject) meet the same rule here.
