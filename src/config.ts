@@ -133,7 +133,8 @@ export const ConfigSchema = Type.Object({
   // in two full runs of bench:ramp one after the other (bench/results/2026-12-04T13-47-00Z-ramp
   // and 2026-12-04T14-00-11Z-ramp), the large hall at 512 and 1,024 connections got 1,210 and
   // 1,704 refusals a second and 365 and 359 maps at a pace of 1,000 a second, 394 and 824
-  // refusals and 535 and 439 maps at 100. A client that honours Retry-After waits a second
+  // refusals and 535 and 439 maps at 100 (both runs with a door rule since dropped, docs/lab.md).
+  // A client that honours Retry-After waits a second
   // anyway, so a held refusal costs it nothing.
   SHED_REFUSALS_PER_S: Int(100, 0, 1_000_000, 'Shed 503s a worker answers at once per second; beyond them a refused request waits its turn to be told (0 = no limit)'),
   // Off by default: a worker at full speed is near 1.0 even while its latency is fine, and a 503

@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify'
 import { sql } from 'kysely'
 import { runLoad } from '../bench/lib/autocannon.js'
 import { mayNeedMysql } from '../src/plugins/pressure.js'
+import { QUEUE_PATH } from '../src/queue/schemas.js'
 import { joinQueue } from './helpers/queue.js'
 import { buildTestApp, listen, prepareTestData, testConfig } from './helpers/app.js'
 import { isErrorResponse } from './helpers/error-shape.js'
@@ -204,7 +205,7 @@ t.test("while MySQL's pool is overloaded, the waiting room's own calls are still
   const joined = await joinQueue(base, 1)
   t.equal(joined.status, 200)
   // Every connection of the worker's pool sleeps: charges queue behind them until the worker sheds.
-  const hogs = Promise.all(Array.from({ length: config.MYSQL_POOL_SIZE }, () => sql`SELECT SLEEP(3)`.execute(app.db)))
+  const hogs = Promise.all(Array.from({ length: config.MYSQL_POOL_SIZE }, () => sql`SELECT SLEEP(5)`.execute(app.db)))
   await waitFor('a charge to be refused', async () => (await send(base, 'PATCH', '/point', { body: { userId: 2, charge: 10 } })).status === 503, {
     timeoutMs: 10_000,
   })
@@ -213,7 +214,7 @@ t.test("while MySQL's pool is overloaded, the waiting room's own calls are still
   // door refuses whatever may need MySQL.
   let queueCallsWhileStanding = 0
   app.server.on('request', (request) => {
-    if (request.url === '/concert/wait' && app.dbQueue.standing) queueCallsWhileStanding++
+    if (request.url === QUEUE_PATH && app.dbQueue.standing) queueCallsWhileStanding++
   })
   const waiting = [6, 7, 8].map((userId) => send(base, 'PATCH', '/point', { body: { userId, charge: 10 } }))
   await waitFor('the line to stand', () => app.dbQueue.standing, { timeoutMs: 10_000 })

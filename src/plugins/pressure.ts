@@ -6,6 +6,7 @@ import { sql } from 'kysely'
 import { Codel, SHED_SAMPLE_MS } from '../shared/codel.js'
 import { PoolOverloadedError } from '../db/connection.js'
 import { overloaded } from './errors.js'
+import { QUEUE_PATH } from '../queue/schemas.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -30,9 +31,6 @@ export interface Door {
   closed: (request: IncomingMessage) => boolean
   refuse: (response: ServerResponse) => void
 }
-
-/** The waiting room's own calls: joining, polling and leaving touch Redis only. */
-const QUEUE_PATH = '/concert/wait'
 
 /**
  * Whether a request may need MySQL: all but the waiting room's own calls. While only the MySQL

@@ -3,7 +3,7 @@ import { SEED_CONCERT_ID } from '../db/seed.js'
 import { AppError } from '../plugins/errors.js'
 import { assertIdentity } from '../plugins/identity.js'
 import { perUserRateLimit } from '../plugins/rate-limit.js'
-import { Standing, Ticket, joinSchema, leaveSchema, standingSchema } from './schemas.js'
+import { QUEUE_PATH, Standing, Ticket, joinSchema, leaveSchema, standingSchema } from './schemas.js'
 
 const queueRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.addSchema(Ticket)
@@ -14,7 +14,7 @@ const queueRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const joinLimit = perUserRateLimit(app.config.RATE_LIMIT_WAIT_PER_MIN)
   // The front door of a rush: Redis only, no MySQL query per join (the catalog knows the users
   // and concerts, see catalog.ts).
-  app.post('/concert/wait', { schema: joinSchema, preHandler: app.requireIdentity, config: { rateLimit: joinLimit } }, async (request) => {
+  app.post(QUEUE_PATH, { schema: joinSchema, preHandler: app.requireIdentity, config: { rateLimit: joinLimit } }, async (request) => {
     const { userId, concertId = SEED_CONCERT_ID } = request.body
     assertIdentity(request, userId)
     if (!(await catalog.knowsUser(userId))) throw new AppError(404, 'USER_NOT_FOUND', `User ${userId} not found`)
@@ -24,13 +24,13 @@ const queueRoutes: FastifyPluginAsyncTypebox = async (app) => {
     return { token: app.signQueueToken(userId, concertId), ...place }
   })
 
-  app.get('/concert/wait', { schema: standingSchema, preHandler: app.authenticate }, async (request) => {
+  app.get(QUEUE_PATH, { schema: standingSchema, preHandler: app.authenticate }, async (request) => {
     const standing = await queue.heartbeat(request.authUserId, request.queueConcertId ?? SEED_CONCERT_ID)
     if (standing.status === 'NONE') throw notInQueue()
     return { userId: request.authUserId, ...standing }
   })
 
-  app.delete('/concert/wait', { schema: leaveSchema, preHandler: app.authenticate }, async (request, reply) => {
+  app.delete(QUEUE_PATH, { schema: leaveSchema, preHandler: app.authenticate }, async (request, reply) => {
     await queue.leave(request.authUserId, request.queueConcertId ?? SEED_CONCERT_ID)
     return reply.code(204).send(null)
   })

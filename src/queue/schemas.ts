@@ -2,6 +2,9 @@ import { Type, type Static, type TProperties } from '@sinclair/typebox'
 import { SEED_CONCERT_ID } from '../db/seed.js'
 import { ClassTag, Id, errorResponses } from '../shared/schemas.js'
 
+/** The waiting room's one path: join (POST), poll (GET) and leave (DELETE), all Redis only. */
+export const QUEUE_PATH = '/concert/wait'
+
 const JoinBody = Type.Object(
   {
     userId: Id('User joining the queue'),
