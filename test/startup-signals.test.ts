@@ -28,6 +28,9 @@ function stat(pid: number): { ppid: number; startedAt: string } | undefined {
   }
 }
 
+/** A process's program and first argument. */
+const commandOf = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, 'latin1').split('\0').slice(0, 2).join(' ')
+
 /**
  * Every process the server started, from the primary down: those whose parent is one of them,
  * seen while the parent lived, and those carrying `marker` in their environment. Both, since an
@@ -39,13 +42,21 @@ function watchTree(rootPid: number, marker: string) {
     for (const entry of readdirSync('/proc')) {
       if (!/^[0-9]+$/.test(entry)) continue
       const pid = Number(entry)
-      if (seen.has(pid)) continue
+      const known = seen.get(pid)
+      if (known) {
+        // A child is seen between its fork and its exec under its parent's command line: read it
+        // again until it is gone, or a redis-server would stay named after node.
+        try {
+          if (stat(pid)?.startedAt === known.startedAt) known.command = commandOf(pid)
+        } catch {}
+        continue
+      }
       const info = stat(pid)
       if (!info) continue
       let marked = pid === rootPid || seen.has(info.ppid)
       try {
         marked ||= readFileSync(`/proc/${pid}/environ`, 'latin1').includes(marker)
-        if (marked) seen.set(pid, { pid, startedAt: info.startedAt, command: readFileSync(`/proc/${pid}/cmdline`, 'latin1').split('\0').slice(0, 2).join(' ') })
+        if (marked) seen.set(pid, { pid, startedAt: info.startedAt, command: commandOf(pid) })
       } catch {}
     }
   }
