@@ -1,7 +1,9 @@
 import { gunzipSync } from 'node:zlib'
 import t from 'tap'
 import type { Config } from '../src/config.js'
+import { sql } from 'kysely'
 import { GZIP_MIN_BYTES } from '../src/concerts/content-coding.js'
+import { seatMapQuery } from '../src/concerts/repository.js'
 import { SEED_CONCERT_ID } from '../src/db/seed.js'
 import { appInstances } from './helpers/app.js'
 import { addHall, addHallConcert, HALL_CONCERT_ID } from './helpers/halls.js'
@@ -107,6 +109,27 @@ t.test('an unchanged seat map answers 304 to its ETag on either instance; a hold
   t.equal(changed.status, 200, 'after a hold through the other instance the old ETag no longer matches')
   t.not(changed.headers.etag, etag, 'a new ETag')
   t.same(changed.body[6], { seatNo: 7, status: 'HELD' }, 'the hold shows')
+})
+
+t.test('a map of free, held, lapsed and sold seats is read from one index alone and lists every seat once, in seat order', async (t) => {
+  const { db, urls } = await appInstances(t, { ...OPEN_QUEUE, SEAT_MAP_CHECK_MS: 0 })
+  const seats = 2000
+  const hall = await addHall(db, SEED_CONCERT_ID, seats)
+  // Statuses scattered over the hall, so the index hands MySQL one run of seat numbers per status.
+  await sql`UPDATE seats SET status = 'SOLD', user_id = 1 WHERE concert_detail_id = ${hall} AND seat_no % 7 = 3`.execute(db)
+  await sql`UPDATE seats SET status = 'HELD', user_id = 1, held_until = NOW(3) + INTERVAL 10 MINUTE WHERE concert_detail_id = ${hall} AND seat_no % 11 = 5`.execute(db)
+  await sql`UPDATE seats SET status = 'HELD', user_id = 1, held_until = NOW(3) - INTERVAL 1 SECOND WHERE concert_detail_id = ${hall} AND seat_no % 13 = 8`.execute(db)
+  const statusOf = (seatNo: number) => (seatNo % 13 === 8 ? 'AVAILABLE' : seatNo % 11 === 5 ? 'HELD' : seatNo % 7 === 3 ? 'SOLD' : 'AVAILABLE')
+
+  const compiled = seatMapQuery(db, hall).compile()
+  const explained = await db.executeQuery<{ key: string | null; Extra: string | null }>({ ...compiled, sql: `EXPLAIN ${compiled.sql}` })
+  t.same(explained.rows.map((row) => row.key), ['seats_detail_map'], 'MySQL reads the map through the index on (option, status, seat, hold end)')
+  t.match(explained.rows[0]?.Extra, /Using index/, 'and from the index alone, without a lookup per seat')
+
+  const [token] = await activeTokens(urls[0]!, [2])
+  const map = await seatMap(urls[0]!, hall, token!)
+  t.equal(map.status, 200)
+  t.same(map.body, range(1, seats).map((seatNo) => ({ seatNo, status: statusOf(seatNo) })), 'every seat once, in seat order, a lapsed hold shown free')
 })
 
 t.test('?view=available answers only the free seat numbers; another view is a 400', async (t) => {

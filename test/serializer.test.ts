@@ -135,6 +135,8 @@ t.test("the seat maps' byte writers give exactly what the route schemas' seriali
     t.same(unpackSeats(packed, seats.length), seatList(seats), `${size} seats: MySQL's packed string reads back whole`)
     const shuffled = seats.map((seat) => [Math.random(), seat] as const).sort(([a], [b]) => a - b).map(([, seat]) => `${seat.seatNo}${seat.status[0]}`)
     t.same(unpackSeats(shuffled.join(''), seats.length), seatList(seats), `${size} seats: in any order, read back in seat order`)
+    const byStatus = statuses.flatMap((status) => seats.filter((seat) => seat.status === status)).map((seat) => `${seat.seatNo}${seat.status[0]}`)
+    t.same(unpackSeats(byStatus.join(''), seats.length), seatList(seats), `${size} seats: in one run per status, as the index gives them, read back in seat order`)
     const encoded = encodeSeatMap(concertDetailId, { value: seatList(seats), nextLapseAt: null })
     t.equal(Buffer.from(encoded.full.bytes).toString('latin1'), schemaSerializers.seatMap(seats), `${size} seats: the full view`)
     const available = seats.filter((seat) => seat.status === 'AVAILABLE').map((seat) => seat.seatNo)

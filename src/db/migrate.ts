@@ -5,6 +5,7 @@ import * as dropReservationsBySeat from './migrations/0003-drop-reservations-by-
 import * as concertSaleOpensAt from './migrations/0004-concert-sale-opens-at.js'
 import * as seatsLapsedHolds from './migrations/0005-seats-lapsed-holds.js'
 import * as idempotencyKeysExactAndExpiring from './migrations/0006-idempotency-keys-exact-and-expiring.js'
+import * as seatsDetailMap from './migrations/0007-seats-detail-map.js'
 
 // Listed in code rather than read from a folder, so the same list works from src/ and dist/.
 // Append-only: a migration that shipped is undone by a later one, never deleted, because Kysely
@@ -16,6 +17,7 @@ export const migrations: Record<string, Migration> = {
   '0004-concert-sale-opens-at': concertSaleOpensAt,
   '0005-seats-lapsed-holds': seatsLapsedHolds,
   '0006-idempotency-keys-exact-and-expiring': idempotencyKeysExactAndExpiring,
+  '0007-seats-detail-map': seatsDetailMap,
 }
 
 const provider: MigrationProvider = { getMigrations: async () => migrations }
