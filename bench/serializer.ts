@@ -3,13 +3,15 @@
  * (SERIALIZER=inline) or in the piscina pool (worker)? For each hall size it measures
  *   (a) in process: the inline job (query + fast-json-stringify) against a pool round trip
  *       (the thread queries and serializes, the bytes are transferred back), plus stringify alone;
- *   (b) over HTTP: autocannon against a server (one worker unless --workers) per SERIALIZER.
- * Ratios are worker/inline within one run. Its own flags: --sizes and --rounds (see --help).
+ *   (b) over HTTP: autocannon against a server (one worker unless --workers) per SERIALIZER;
+ *   (c) the map's query alone: mysqld's CPU per map through the index that holds every column
+ *       it reads, against the plan before that index (a primary-key read per seat).
+ * Ratios are worker/inline (and per-seat/index) within one run. Its own flags: --sizes and --rounds (see --help).
  */
 import { performance } from 'node:perf_hooks'
 import { setImmediate } from 'node:timers/promises'
 import type { Config } from '../src/config.js'
-import { createConcertRepository } from '../src/concerts/repository.js'
+import { createConcertRepository, seatMapQuery } from '../src/concerts/repository.js'
 import { encodeSeatMap } from '../src/concerts/encoded.js'
 import { CONNECTIONS_PER_THREAD, createSeatMapPool } from '../src/concerts/serializer.js'
 import { createDb } from '../src/db/connection.js'
@@ -18,7 +20,9 @@ import { activeToken } from '../test/helpers/queue.js'
 import { runLoad } from './lib/autocannon.js'
 import { lineChart } from './lib/charts.js'
 import { resetHalls } from './lib/fixture.js'
+import { HALL_CONCERT_ID } from '../test/helpers/halls.js'
 import { runLab, type Lab } from './lib/lab.js'
+import { DATABASE_NAMES, findService, startCpuMeter } from './lib/proc.js'
 import { formatNumber, type Table } from './lib/report.js'
 import { labConfig, startServer, stopAll } from './lib/server.js'
 
@@ -120,10 +124,30 @@ interface OverHttp {
   rounds: Array<Record<Mode, HttpStats>>
 }
 
+interface QueryStats {
+  opsPerS: number
+  p50Ms: number
+  /** CPU mysqld used per query (utime + stime over the measurement). */
+  mysqlMsPerOp: number
+}
+
+type ReadPath = 'index' | 'rowPerSeat'
+
+interface QueryPlans {
+  /** The index MySQL chose for the map's query, as EXPLAIN names it (null: a table scan). */
+  chosenIndex: string | null
+  /** The query as the repository sends it. */
+  index: QueryStats
+  /** The same query told to find the seats by (option, seat) and read each row (FORCE INDEX). */
+  rowPerSeat: QueryStats
+  rounds: Array<Record<ReadPath, QueryStats>>
+}
+
 interface SerializerRow {
   seats: number
   inProcess: InProcess
   http: OverHttp
+  query: QueryPlans
 }
 
 /** Halls as measured: their size and the dated option that holds them. */
@@ -171,6 +195,60 @@ async function measureInProcess(config: Config, halls: Halls, plan: Plan, { prog
 }
 
 /**
+ * The map's query alone, as the repository sends it and as MySQL ran it before the index that
+ * holds every column it reads (0007-seats-detail-map): through the index on (option, seat), then
+ * each seat's row by its primary key. mysqld's CPU per query is what the rush's bottleneck pays.
+ */
+async function measureQueries(config: Config, halls: Halls, plan: Plan, { progress }: Lab): Promise<QueryPlans[]> {
+  const db = createDb(config.MYSQL_URL, plan.concurrency)
+  const mysqld = findService(Number(new URL(config.MYSQL_URL).port || 3306), DATABASE_NAMES).map((found) => found.pid)
+  if (!mysqld.length) throw new Error('no mariadbd or mysqld process found on this machine: its CPU cannot be measured')
+  const compiled = (concertDetailId: number, how: ReadPath) => {
+    const query = seatMapQuery(db, concertDetailId).compile()
+    if (how === 'index') return query
+    const forced = query.sql.replace('from `seats`', 'from `seats` FORCE INDEX (`seats_detail_seat_no`)')
+    if (forced === query.sql) throw new Error(`the seat map's SQL changed shape: ${query.sql}`)
+    return { ...query, sql: forced }
+  }
+  const measure = async (concertDetailId: number, how: ReadPath): Promise<QueryStats> => {
+    const query = compiled(concertDetailId, how)
+    const run = () => db.executeQuery(query)
+    await measureLoop(run, plan.concurrency, plan.inProcessMs / 3)
+    const cpu = startCpuMeter({ mysqld })
+    const loop = await measureLoop(run, plan.concurrency, plan.inProcessMs)
+    const mysqlPercent = cpu().mysqld ?? 0
+    return { opsPerS: loop.opsPerS, p50Ms: loop.p50Ms, mysqlMsPerOp: (mysqlPercent / 100) * (1000 / loop.opsPerS) }
+  }
+  try {
+    const rounds = halls.map((): QueryPlans['rounds'] => [])
+    for (let round = 0; round < plan.rounds; round++) {
+      const order: ReadPath[] = round % 2 === 0 ? ['index', 'rowPerSeat'] : ['rowPerSeat', 'index']
+      for (const [index, { seats, concertDetailId }] of halls.entries()) {
+        const measured = {} as Record<ReadPath, QueryStats>
+        for (const how of order) measured[how] = await measure(concertDetailId, how)
+        rounds[index]!.push(measured)
+        progress(`MySQL, round ${round + 1}, ${seats} seats: mysqld ms per map ${ms(measured.index.mysqlMsPerOp)} through the index, ${ms(measured.rowPerSeat.mysqlMsPerOp)} a row per seat`)
+      }
+    }
+    const results: QueryPlans[] = []
+    for (const [index, { concertDetailId }] of halls.entries()) {
+      const query = compiled(concertDetailId, 'index')
+      const explained = await db.executeQuery<{ key: string | null }>({ ...query, sql: `EXPLAIN ${query.sql}` })
+      const measured = rounds[index]!
+      results.push({
+        chosenIndex: explained.rows[0]?.key ?? null,
+        index: median(measured.map((round) => round.index)),
+        rowPerSeat: median(measured.map((round) => round.rowPerSeat)),
+        rounds: measured,
+      })
+    }
+    return results
+  } finally {
+    await db.destroy()
+  }
+}
+
+/**
  * One server per SERIALIZER, both up for the whole run; they take turns per size (the order
  * flips every round), so drift in the machine's other load falls on both alike.
  */
@@ -180,7 +258,8 @@ async function measureHttp(config: Config, halls: Halls, plan: Plan, { pinning, 
     for (const mode of ['inline', 'worker'] as const) {
       const starting = performance.now()
       const { url } = await startServer('app', { ...config, SERIALIZER: mode }, { pinning })
-      servers[mode] = { url, headers: bearer(await activeToken(url, 1, { timeoutMs: 30_000 })) }
+      // The halls belong to their own concert, whose queue gives its own tokens.
+      servers[mode] = { url, headers: bearer(await activeToken(url, 1, { timeoutMs: 30_000, concertId: HALL_CONCERT_ID })) }
       progress(`HTTP, SERIALIZER=${mode}: server ready in ${formatNumber((performance.now() - starting) / 1000)} s`)
     }
     const body = async (mode: Mode, path: string) => (await send(servers[mode].url, 'GET', path, { headers: servers[mode].headers, parse: false })).body
@@ -233,7 +312,7 @@ const PAYS = 1.1
 function crossover(rows: SerializerRow[]): number | undefined {
   let from: number | undefined
   for (const row of [...rows].sort((a, b) => a.seats - b.seats)) {
-    if (row.http.worker.okPerS >= PAYS * row.http.inline.okPerS) from ??= row.seats
+    if (row.http.worker.okPerS > 0 && row.http.worker.okPerS >= PAYS * row.http.inline.okPerS) from ??= row.seats
     else from = undefined
   }
   return from
@@ -243,8 +322,22 @@ const ratio = (worker: number, inline: number) => formatNumber(worker / inline)
 const ms = (value: number) => (value < 10 ? String(Math.round(value * 100) / 100) : formatNumber(value))
 const same = (identical: boolean) => (identical ? 'yes' : 'NO')
 
-function tables(rows: SerializerRow[]): { inProcess: Table; http: Table } {
+function tables(rows: SerializerRow[]): { inProcess: Table; http: Table; query: Table } {
   return {
+    query: {
+      headers: ['seats', 'index MySQL chose', 'mysqld ms/map', 'mysqld ms/map, a row per seat', 'a row per seat / index', 'queries/s', 'queries/s, a row per seat', 'p50 ms', 'p50 ms, a row per seat'],
+      rows: rows.map(({ seats, query }) => [
+        seats,
+        query.chosenIndex ?? 'none (table scan)',
+        ms(query.index.mysqlMsPerOp),
+        ms(query.rowPerSeat.mysqlMsPerOp),
+        formatNumber(query.rowPerSeat.mysqlMsPerOp / query.index.mysqlMsPerOp),
+        query.index.opsPerS,
+        query.rowPerSeat.opsPerS,
+        ms(query.index.p50Ms),
+        ms(query.rowPerSeat.p50Ms),
+      ]),
+    },
     inProcess: {
       headers: [
         'seats', 'JSON KB', 'stringify p50 ms', 'inline ops/s', 'worker ops/s', 'worker/inline ops/s',
@@ -302,7 +395,8 @@ await runLab<SerializerRow>(
     const halls = plan.sizes.map((seats, index) => ({ seats, concertDetailId: ids[index]! }))
     const inProcess = await measureInProcess(config, halls, plan, lab)
     const http = await measureHttp(config, halls, plan, lab)
-    const rows = halls.map(({ seats }, index): SerializerRow => ({ seats, inProcess: inProcess[index]!, http: http[index]! }))
+    const query = await measureQueries(config, halls, plan, lab)
+    const rows = halls.map(({ seats }, index): SerializerRow => ({ seats, inProcess: inProcess[index]!, http: http[index]!, query: query[index]! }))
     const table = tables(rows)
     const found = crossover(rows)
 
@@ -328,6 +422,14 @@ await runLab<SerializerRow>(
             `autocannon, ${plan.connections} connections, ${plan.httpS} s per size after a warm-up, against two servers (WORKERS=${plan.workers}, SERIALIZER_THREADS=${config.SERIALIZER_THREADS}), ` +
             'one per SERIALIZER, taking turns. req/s counts 2xx answers only; "non-2xx + errors" sums every round. "same bytes": both servers answered identical bodies.',
           table: table.http,
+        },
+        {
+          heading: '(c) MySQL: the query alone, and how it reads the seats',
+          text:
+            `Closed loop, ${plan.concurrency} queries in flight, ${plan.inProcessMs} ms per measurement after a warm-up: the map's query as the repository sends it, which MySQL reads from the index on ` +
+            '(option, status, seat, hold end) alone, against the same query with `FORCE INDEX (seats_detail_seat_no)`: the seats found by (option, seat) and each row then read by its primary key, ' +
+            'as MySQL read a map before that index (0007-seats-detail-map) whenever the option was a small part of the table. "mysqld ms/map" is the CPU mysqld used per query.',
+          table: table.query,
         },
         {
           heading: 'How to read this',
@@ -376,7 +478,7 @@ await runLab<SerializerRow>(
           }),
         },
       ],
-      summary: [table.inProcess, table.http],
+      summary: [table.inProcess, table.http, table.query],
     }
   },
   { unpinned: 'the pool threads need every core' },

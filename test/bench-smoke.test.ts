@@ -98,6 +98,14 @@ t.test('bench/serializer.ts --quick: both measurements per hall size, the same b
     [[true, true], [true, true]],
     'the pool and the event loop built the same bytes, in process and over HTTP',
   )
+  for (const row of record.rows as Array<{ seats: number; http: { inline: { okPerS: number }; worker: { okPerS: number }; rounds: Array<Record<'inline' | 'worker', { failures: number }>> } }>) {
+    t.ok(row.http.inline.okPerS > 0 && row.http.worker.okPerS > 0, `${row.seats} seats: both servers answered maps 2xx over HTTP`)
+    t.same(row.http.rounds.map((round) => round.inline.failures + round.worker.failures), row.http.rounds.map(() => 0), `${row.seats} seats: no non-2xx answer or error`)
+  }
+  t.same(record.rows.map((row: { query: { chosenIndex: string } }) => row.query.chosenIndex), ['seats_detail_map', 'seats_detail_map'], 'MySQL reads each map through the index that holds its columns')
+  for (const row of record.rows as Array<{ seats: number; query: { index: { mysqlMsPerOp: number }; rowPerSeat: { mysqlMsPerOp: number } } }>) {
+    t.ok(row.query.index.mysqlMsPerOp > 0 && row.query.rowPerSeat.mysqlMsPerOp > 0, `${row.seats} seats: mysqld's CPU per map measured both ways`)
+  }
   t.equal(record.pinning.applied, false, 'the pool threads keep every core')
   t.same(record.charts.map((chart: { file: string }) => chart.file).sort(), ['event-loop.svg', 'ratio.svg'])
 })

@@ -123,6 +123,9 @@ const rowFields: Record<string, Record<string, 'number' | 'string' | 'boolean' |
     'http.inline.p99Ms': 'number',
     'http.worker.p99Ms': 'number',
     'http.inline.failures': 'number',
+    'query.index.mysqlMsPerOp': 'number',
+    'query.rowPerSeat.mysqlMsPerOp': 'number',
+    'query.index.opsPerS': 'number',
   },
 }
 
