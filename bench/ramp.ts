@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { runLoad, type LoadResult, type RequestStep } from './lib/autocannon.js'
+import { runPatientLoad } from './lib/patient-load.js'
 import { lineChart } from './lib/charts.js'
 import { steps } from './lib/endpoints.js'
 import { admitAll, resetLab, type Fixture } from './lib/fixture.js'
@@ -45,24 +46,44 @@ function kneeOf(series: Array<Pick<RampRow, 'connections' | 'goodput'>>): { knee
 
 interface Case {
   name: string
+  /** Its charts' file names start with this. */
+  slug: string
   what: string
   steps: (fixture: Fixture) => RequestStep[]
   /** Server settings of this case, over the lab's. */
   settings?: Record<string, unknown>
+  /** Clients that wait the Retry-After of a 503 (runPatientLoad) instead of autocannon's. */
+  patient?: boolean
+  /** Run only when named with --case. */
+  optIn?: boolean
 }
+
+const hallWhat =
+  'the seat map of the large hall (one option with thousands of seats), built on every request as when holds keep changing it (CONCERT_CACHE_MS=0): CPU-heavy per request'
 
 const allCases: Case[] = [
   {
     name: 'browse and queue',
+    slug: 'browse',
     what: "the report's scenario 2: GET /concert/1, GET /concerts/1, POST /concert/wait",
     steps: (fixture) => [steps.concert(fixture), steps.options(fixture), steps.join(fixture)],
   },
   {
     name: 'large hall',
-    what: 'the seat map of the large hall (one option with thousands of seats), built on every request as when holds keep changing it (CONCERT_CACHE_MS=0): CPU-heavy per request',
+    slug: 'hall',
+    what: hallWhat,
     steps: (fixture) => [steps.hallSeatMap(fixture)],
     // Cached, the map is a buffer the load generator cannot parse as fast as the server sends it.
     settings: { CONCERT_CACHE_MS: 0 },
+  },
+  {
+    name: 'large hall, Retry-After honoured',
+    slug: 'hall-patient',
+    what: `${hallWhat}, from clients that wait the Retry-After a 503 gives before they ask again, as the waiting room's pages and the rush's clients do (autocannon's resend at once); opt-in`,
+    steps: (fixture) => [steps.hallSeatMap(fixture)],
+    settings: { CONCERT_CACHE_MS: 0 },
+    patient: true,
+    optIn: true,
   },
 ]
 
@@ -80,7 +101,7 @@ await runLab<RampRow>('ramp', async ({ flags, pinning, progress }) => {
   const config = labConfig('ramp', users, { WORKERS: workers, ...flags.set })
   const unknown = flags.cases.filter((name) => !allCases.some((c) => c.name === name))
   if (unknown.length) throw new Error(`no such case: ${unknown.join(', ')} (cases: ${allCases.map((c) => c.name).join(', ')})`)
-  const cases = flags.cases.length ? allCases.filter((c) => flags.cases.includes(c.name)) : allCases
+  const cases = flags.cases.length ? allCases.filter((c) => flags.cases.includes(c.name)) : allCases.filter((c) => !c.optIn)
   progress(`fresh lab database (${users} users, ${hallSeats}-seat hall)`)
   const fixture = await resetLab(config, hallSeats)
   const mysqlPids = findService(Number(new URL(config.MYSQL_URL).port || 3306), DATABASE_NAMES).map((found) => found.pid)
@@ -90,6 +111,7 @@ await runLab<RampRow>('ramp', async ({ flags, pinning, progress }) => {
   try {
     for (const rampCase of cases) {
       const workload = rampCase.steps(fixture)
+      const load = rampCase.patient ? runPatientLoad : runLoad
       for (const shed of [false, true]) {
         const label = `${rampCase.name}, ${shedLabel(shed)}`
         progress(`${label}: starting ${workers} worker(s)`)
@@ -97,13 +119,13 @@ await runLab<RampRow>('ramp', async ({ flags, pinning, progress }) => {
         try {
           await admitAll(server.url, fixture)
           progress(`${label}: warming up for ${warmupS} s`)
-          await runLoad({ url: server.url, connections: stages[0]!, durationS: warmupS, steps: workload })
+          await load({ url: server.url, connections: stages[0]!, durationS: warmupS, steps: workload })
           for (const connections of stages) {
             const deathsBefore = server.deaths()
             const memory = startMemoryWatch(() => server.workerPids, join(probeDir, `${rampCase.name}-${shed}`))
             const share = startCpuShare(() => server.workerPids, serverCpuList(pinning))
             const mysqlShare = startCpuMeter({ mysql: mysqlPids })
-            const result = await runLoad({ url: server.url, connections, durationS: stageS, steps: workload, sloMs })
+            const result = await load({ url: server.url, connections, durationS: stageS, steps: workload, sloMs })
             const cpu = share()
             const mysqlCpu = mysqlShare().mysql ?? 0
             const peak = memory()
@@ -172,7 +194,7 @@ await runLab<RampRow>('ramp', async ({ flags, pinning, progress }) => {
 
   const charts = cases.flatMap((rampCase) => {
     const mine = rows.filter((row) => row.case === rampCase.name)
-    const slug = rampCase.name === 'large hall' ? 'hall' : 'browse'
+    const { slug } = rampCase
     return [
       {
         name: `${slug}-throughput`,
@@ -206,7 +228,7 @@ await runLab<RampRow>('ramp', async ({ flags, pinning, progress }) => {
   return {
     title: 'seatrush ramp: rising load with and without shedding',
     intro:
-      `Stages of ${stages.join(', ')} autocannon connections, ${stageS} s each with no pause, against ${workers} app worker(s): first with ` +
+      `Stages of ${stages.join(', ')} connections (autocannon's, or the patient clients' of a case that says so), ${stageS} s each with no pause, against ${workers} app worker(s): first with ` +
       `SHED_LOAD=false, then on a fresh server with SHED_LOAD=true. Cases: ${cases.map((c) => `**${c.name}**, ${c.what}`).join('; ')} ` +
       `(${hallSeats} seats). Goodput counts 2xx answers within ${sloMs} ms per second; errors are requests with no answer within 10 s.`,
     sections: [{ heading: 'Stages', table }],

@@ -23,7 +23,7 @@ export interface Flags {
   out?: string
   /** rush only: the join burst alone, without the rush after it. */
   burstOnly: boolean
-  /** ramp only: the cases to run (by name); all when empty. */
+  /** ramp only: the cases to run (by name); all but the opt-in ones when empty. */
   cases: string[]
 }
 
@@ -41,7 +41,8 @@ const usage = `Flags (all optional):
   --sizes N[,N...]        serializer, relief: the hall sizes (seats) measured (relief: beside GET /concert/1)
   --rounds N              serializer only: how often every measurement is repeated (tables show medians)
   --burst-only            rush only: measure the join burst and stop (no rush after it)
-  --case NAME             ramp only: run this case alone ("browse and queue", "large hall"); repeatable
+  --case NAME             ramp only: run this case alone ("browse and queue", "large hall", or the opt-in
+                          "large hall, Retry-After honoured"); repeatable
   --set NAME=value        a server setting (any variable of src/config.ts), applied last; repeatable
   --no-pin                do not pin the load generator and the servers to separate CPUs (serializer never does)
   --tsx                   run the servers from TypeScript through tsx instead of compiled (BENCH_RUNTIME=tsx)`

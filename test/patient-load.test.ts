@@ -1,0 +1,38 @@
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import t, { type Test } from 'tap'
+import { runPatientLoad } from '../bench/lib/patient-load.js'
+
+/** A server on a free port whose every answer is `status`, with the headers given. */
+async function answering(t: Test, status: number, headers: Record<string, string> = {}): Promise<{ url: string; requests: () => number }> {
+  let requests = 0
+  const server: Server = createServer((_request, response) => {
+    requests++
+    response.writeHead(status, { 'content-type': 'application/json', ...headers }).end('{}')
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())))
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, requests: () => requests }
+}
+
+const steps = [{ next: () => ({ method: 'GET' as const, path: '/' }) }]
+
+t.test("the ramp's patient clients wait the Retry-After a 503 gives before they ask again", async (t) => {
+  const refusing = await answering(t, 503, { 'retry-after': '1' })
+  const result = await runPatientLoad({ url: refusing.url, connections: 4, durationS: 2.5, steps })
+  // Each client asks, waits 1 s, asks, waits 1 s, asks: at most three requests in 2.5 s, however fast the machine.
+  t.ok(result.responses >= 4 && result.responses <= 12, `4 clients refused for 2.5 s sent ${result.responses} requests (4 to 12)`)
+  t.equal(refusing.requests(), result.responses, 'every request the server saw was counted')
+  t.same(result.statuses, { 503: result.responses }, 'all of them 503')
+  t.equal(result.goodput, 0, 'and no goodput')
+
+  const bare = await answering(t, 503)
+  const defaulted = await runPatientLoad({ url: bare.url, connections: 4, durationS: 1.5, steps })
+  t.ok(defaulted.responses <= 8, `without Retry-After a refused client waits 1 s: ${defaulted.responses} requests from 4 clients in 1.5 s (at most 8)`)
+
+  const serving = await answering(t, 200)
+  const served = await runPatientLoad({ url: serving.url, connections: 4, durationS: 1, steps })
+  t.ok(served.responses > 12, `a client that is answered 200 asks again at once: ${served.responses} requests in 1 s`)
+  t.equal(served.ok, served.responses, 'all 2xx')
+  t.ok(served.goodput > 0, 'counted as goodput')
+})
