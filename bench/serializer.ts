@@ -22,6 +22,7 @@ import { lineChart } from './lib/charts.js'
 import { resetHalls } from './lib/fixture.js'
 import { HALL_CONCERT_ID } from '../test/helpers/halls.js'
 import { runLab, type Lab } from './lib/lab.js'
+import { percentile } from './lib/latency.js'
 import { DATABASE_NAMES, findService, startCpuMeter } from './lib/proc.js'
 import { formatNumber, type Table } from './lib/report.js'
 import { labConfig, startServer, stopAll } from './lib/server.js'
@@ -60,7 +61,6 @@ interface LoopStats {
   mainThreadMsPerOp: number
 }
 
-const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? NaN
 
 /** Runs `op` in a closed loop with `concurrency` in flight for `durationMs`. */
 async function measureLoop(op: () => unknown, concurrency: number, durationMs: number): Promise<LoopStats> {

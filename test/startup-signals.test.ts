@@ -47,7 +47,8 @@ function watchTree(rootPid: number, marker: string) {
         // A child is seen between its fork and its exec under its parent's command line: read it
         // again until it is gone, or a redis-server would stay named after node.
         try {
-          if (stat(pid)?.startedAt === known.startedAt) known.command = commandOf(pid)
+          // A process that exits between the two reads leaves an empty command line: keep the last name.
+          if (stat(pid)?.startedAt === known.startedAt) known.command = commandOf(pid) || known.command
         } catch {}
         continue
       }
@@ -75,7 +76,7 @@ function watchTree(rootPid: number, marker: string) {
 }
 
 /** Whether the process runs the server's entry yet: it names itself there (process.title). */
-const runsEntry = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, 'latin1').startsWith('seatrush-primary')
+const runsEntry = (pid: number) => commandOf(pid).startsWith('seatrush-primary')
 
 interface Started {
   server: ServerChild

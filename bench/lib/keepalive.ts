@@ -1,9 +1,12 @@
-import { Agent, request } from 'node:http'
+import { Agent, request, type IncomingHttpHeaders } from 'node:http'
 
 /** One answer, or status 0 when none came (connection refused, reset, timed out). */
 export interface Answer {
   status: number
+  /** The parsed JSON (or the text), or undefined when the caller asked not to read it. */
   body: any
+  /** The answer's headers; empty when none came. */
+  headers: IncomingHttpHeaders
   /** From the moment the request had a connection to the end of the answer. */
   ms: number
   /** When the request had a connection (performance.now()). */
@@ -12,8 +15,15 @@ export interface Answer {
   fresh: boolean
 }
 
+export interface SendOptions {
+  body?: unknown
+  headers?: Record<string, string>
+  /** Drain the answer's body unread: no string built, no JSON parsed (a 180 KB seat map nobody reads). */
+  skipBody?: boolean
+}
+
 export interface KeepAliveClient {
-  send: (method: string, path: string, options?: { body?: unknown; headers?: Record<string, string> }) => Promise<Answer>
+  send: (method: string, path: string, options?: SendOptions) => Promise<Answer>
   close: () => void
 }
 
@@ -61,22 +71,27 @@ export function keepAliveClient(baseUrl: string, connections: number, timeoutMs 
       let at = performance.now()
       let fresh = false
       let settled = false
-      const finish = (status: number, body: unknown) => {
+      const finish = (status: number, body: unknown, answered: IncomingHttpHeaders = {}) => {
         if (settled) return
         settled = true
-        done({ status, body, ms: performance.now() - at, at, fresh })
+        done({ status, body, headers: answered, ms: performance.now() - at, at, fresh })
       }
       const req = request(`${baseUrl}${path}`, { method, agent, headers, timeout: timeoutMs }, (res) => {
+        res.on('error', () => finish(0, undefined))
+        if (options.skipBody) {
+          res.on('end', () => finish(res.statusCode ?? 0, undefined, res.headers))
+          res.resume()
+          return
+        }
         let text = ''
         res.setEncoding('utf8')
         res.on('data', (chunk: string) => (text += chunk))
-        res.on('error', () => finish(0, undefined))
         res.on('end', () => {
           let body: unknown = text
           try {
             body = JSON.parse(text)
           } catch {}
-          finish(res.statusCode ?? 0, body)
+          finish(res.statusCode ?? 0, body, res.headers)
         })
       })
       req.on('socket', () => {

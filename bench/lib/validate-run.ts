@@ -123,9 +123,13 @@ const rowFields: Record<string, Record<string, 'number' | 'string' | 'boolean' |
     'http.inline.p99Ms': 'number',
     'http.worker.p99Ms': 'number',
     'http.inline.failures': 'number',
+    'query.chosenIndex': 'string',
     'query.index.mysqlMsPerOp': 'number',
     'query.rowPerSeat.mysqlMsPerOp': 'number',
     'query.index.opsPerS': 'number',
+    'query.rowPerSeat.opsPerS': 'number',
+    'query.index.p50Ms': 'number',
+    'query.rowPerSeat.p50Ms': 'number',
   },
 }
 

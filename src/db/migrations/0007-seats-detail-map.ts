@@ -4,8 +4,9 @@ import { sql, type Kysely } from 'kysely'
 // The index on (option, status) found the rows but not those columns, so MySQL looked each seat up
 // again by its primary key; with them in the index it reads the map from the index alone. It
 // replaces the narrower index rather than adding a fourth to seats: a hold or a sale changes the
-// status, which moved an entry of that index already, so writes maintain no more than before.
-// Counts of free seats by option read it the same way.
+// status, which moved an entry of that index already (only taking over a lapsed hold, HELD to
+// HELD with a new end, now moves one it did not). Status stays second, so counts of free seats
+// by option still read only the AVAILABLE and HELD entries.
 export async function up(db: Kysely<any>): Promise<void> {
   await sql`ALTER TABLE seats
     DROP INDEX seats_detail_status,
