@@ -63,7 +63,8 @@ export function unpackSeats(packed: string, count: number): SeatList {
  * The seats sorted by number, merging the runs they already come in: MySQL reads a map from the
  * index on (option, status, seat), so a hall arrives as one ascending run per status, and two
  * passes merge three runs. Any order is sorted, in as many passes as it takes to halve its runs
- * down to one.
+ * down to one. The list's own arrays serve as the second buffer, so the caller gives up the list
+ * it passes (unpackSeats passes the arrays it has just filled).
  */
 function inSeatOrder(list: SeatList): SeatList {
   const count = list.seatNos.length

@@ -71,26 +71,34 @@ export function createCatalog(redis: RedisClient, db: Kysely<Database>, prefix: 
     }
   }
 
-  /** Rebuilds the catalog when it is missing; answers false when it was there all along. */
-  const ensure = async (): Promise<boolean> => {
-    if (await redis.exists(keys.ready)) return false
+  /**
+   * Rebuilds the catalog when it is missing, or waits for the worker or host rebuilding it. A
+   * caller that found something missing asks again after it, whatever it found here: the
+   * catalog may have been completed by another worker between that caller's question and this
+   * check, in which case there is nothing to rebuild but the answer has changed.
+   */
+  const ensure = async (): Promise<void> => {
+    if (await redis.exists(keys.ready)) return
     rebuilding ??= rebuild().finally(() => (rebuilding = undefined))
     await rebuilding
-    return true
   }
 
   return {
     ensure,
     async knowsUser(userId: number): Promise<boolean> {
       if (await redis.sismember(keys.users, userId)) return true
-      return (await ensure()) && (await redis.sismember(keys.users, userId)) === 1
+      await ensure()
+      return (await redis.sismember(keys.users, userId)) === 1
     },
     async knowsConcert(concertId: number): Promise<boolean> {
       // Concerts are only ever added, so a concert once known stays known: the dates, which every
       // admitted user polls, then ask Redis nothing for it after a worker's first call.
       if (knownConcerts.has(concertId)) return true
-      const known =
-        (await redis.sismember(keys.concerts, concertId)) === 1 || ((await ensure()) && (await redis.sismember(keys.concerts, concertId)) === 1)
+      let known = (await redis.sismember(keys.concerts, concertId)) === 1
+      if (!known) {
+        await ensure()
+        known = (await redis.sismember(keys.concerts, concertId)) === 1
+      }
       if (known) knownConcerts.add(concertId)
       return known
     },

@@ -77,7 +77,10 @@ export default fp(
       try {
         let concertIds = await catalog.concertIds()
         // Redis lost the catalog (restarted without persistence): rebuild it before ticking.
-        if (concertIds.length === 0 && (await catalog.ensure())) concertIds = await catalog.concertIds()
+        if (concertIds.length === 0) {
+          await catalog.ensure()
+          concertIds = await catalog.concertIds()
+        }
         const ticks = await Promise.all(concertIds.map((concertId) => queue.admitTick(concertId)))
         if (ticks.length > 0) {
           const shortest = Math.min(...ticks.map((tick) => tick.intervalMs))
