@@ -38,6 +38,10 @@ t.test("the ramp's patient clients wait the Retry-After a 503 gives before they 
   t.ok(served.responses > 12, `a client that is answered 200 asks again at once: ${served.responses} requests in 1 s`)
   t.equal(served.ok, served.responses, 'all 2xx')
   t.ok(served.goodput > 0, 'counted as goodput')
+
+  const bodies = new Set<string>()
+  await runPatientLoad({ url: serving.url, connections: 1, durationS: 0.3, steps: [{ ...steps[0]!, onResponse: (_status, body) => bodies.add(body) }] })
+  t.same([...bodies], ['{}'], 'a step that reads the answer gets its body as sent')
 })
 
 t.test('a stage ends at its duration: an answer still on its way then is dropped, not waited for', async (t) => {

@@ -67,6 +67,10 @@ export interface LoadResult {
   goodput: number
 }
 
+/** The 2xx answers among answers counted by status. */
+export const countOk = (statuses: Record<string, number>) =>
+  Object.entries(statuses).reduce((sum, [status, count]) => (status.startsWith('2') ? sum + count : sum), 0)
+
 function toRaw(request: HttpRequest): autocannon.Request {
   const headers: Record<string, string> = { ...request.headers }
   if (request.json === undefined) return { method: request.method, path: request.path, headers }
@@ -107,7 +111,7 @@ export function runLoad(options: LoadOptions): Promise<LoadResult> {
         clearTimeout(watchdog)
         if (error) return reject(error)
         const responses = Object.values(statuses).reduce((sum, count) => sum + count, 0)
-        const ok = Object.entries(statuses).reduce((sum, [status, count]) => (status.startsWith('2') ? sum + count : sum), 0)
+        const ok = countOk(statuses)
         resolve({
           connections: options.connections,
           durationS: result.duration,

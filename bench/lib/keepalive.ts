@@ -3,7 +3,7 @@ import { Agent, request, type IncomingHttpHeaders } from 'node:http'
 /** One answer, or status 0 when none came (connection refused, reset, timed out). */
 export interface Answer {
   status: number
-  /** The parsed JSON (or the text), or undefined when the caller asked not to read it. */
+  /** The parsed JSON (or the text when it is not JSON, or was asked for), or undefined when the caller asked not to read it. */
   body: any
   /** The answer's headers; empty when none came. */
   headers: IncomingHttpHeaders
@@ -18,8 +18,11 @@ export interface Answer {
 export interface SendOptions {
   body?: unknown
   headers?: Record<string, string>
-  /** Drain the answer's body unread: no string built, no JSON parsed (a 180 KB seat map nobody reads). */
-  skipBody?: boolean
+  /**
+   * How the answer's body is read: parsed as JSON (the default), kept as text, or drained unread
+   * (`none`: no string built, no JSON parsed, for a 180 KB seat map nobody reads).
+   */
+  read?: 'json' | 'text' | 'none'
 }
 
 export interface KeepAliveClient {
@@ -78,7 +81,7 @@ export function keepAliveClient(baseUrl: string, connections: number, timeoutMs 
       }
       const req = request(`${baseUrl}${path}`, { method, agent, headers, timeout: timeoutMs }, (res) => {
         res.on('error', () => finish(0, undefined))
-        if (options.skipBody) {
+        if (options.read === 'none') {
           res.on('end', () => finish(res.statusCode ?? 0, undefined, res.headers))
           res.resume()
           return
@@ -89,7 +92,7 @@ export function keepAliveClient(baseUrl: string, connections: number, timeoutMs 
         res.on('end', () => {
           let body: unknown = text
           try {
-            body = JSON.parse(text)
+            if (options.read !== 'text') body = JSON.parse(text)
           } catch {}
           finish(res.statusCode ?? 0, body, res.headers)
         })

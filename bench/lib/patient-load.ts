@@ -1,5 +1,5 @@
 import { setTimeout as delay } from 'node:timers/promises'
-import type { Context, LoadOptions, LoadResult } from './autocannon.js'
+import { countOk, type Context, type LoadOptions, type LoadResult } from './autocannon.js'
 import { keepAliveClient } from './keepalive.js'
 import { percentile } from './latency.js'
 
@@ -39,7 +39,7 @@ export async function runPatientLoad(options: LoadOptions): Promise<LoadResult> 
     for (let i = 0; performance.now() < deadline; i++) {
       const step = options.steps[i % options.steps.length]!
       const request = step.next(context)
-      const answer = await client.send(request.method, request.path, { headers: request.headers, body: request.json, skipBody: !step.onResponse })
+      const answer = await client.send(request.method, request.path, { headers: request.headers, body: request.json, read: step.onResponse ? 'text' : 'none' })
       if (performance.now() >= deadline) break
       if (answer.status === 0) {
         errors++
@@ -49,7 +49,7 @@ export async function runPatientLoad(options: LoadOptions): Promise<LoadResult> 
       latencies.push(answer.ms)
       statuses[answer.status] = (statuses[answer.status] ?? 0) + 1
       if (answer.status >= 200 && answer.status < 300 && answer.ms <= sloMs) withinSlo++
-      step.onResponse?.(answer.status, typeof answer.body === 'string' ? answer.body : JSON.stringify(answer.body), context, answer.headers as Record<string, string>)
+      step.onResponse?.(answer.status, answer.body as string, context, answer.headers as Record<string, string>)
       if (answer.status !== 503) continue
       const waitMs = retryAfterS(answer.headers['retry-after']) * 1000
       // A wait that outlasts the stage ends this client's part in it.
@@ -66,7 +66,7 @@ export async function runPatientLoad(options: LoadOptions): Promise<LoadResult> 
 
   const durationS = options.durationS
   const responses = latencies.length
-  const ok = Object.entries(statuses).reduce((sum, [status, count]) => (status.startsWith('2') ? sum + count : sum), 0)
+  const ok = countOk(statuses)
   latencies.sort((a, b) => a - b)
   return {
     connections: options.connections,

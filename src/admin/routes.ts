@@ -28,11 +28,7 @@ const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
 
   const report = async (concertId: number) => {
     // Redis may have lost the catalog (restarted): rebuilt once before calling the concert unknown.
-    let view = await queue.view(concertId)
-    if (!view) {
-      await catalog.ensure()
-      view = await queue.view(concertId)
-    }
+    const view = await catalog.askAgainIfMissing(() => queue.view(concertId))
     if (!view) throw new AppError(404, 'CONCERT_NOT_FOUND', `Concert ${concertId} not found`)
     return { concertId, ...view }
   }

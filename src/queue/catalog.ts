@@ -71,34 +71,36 @@ export function createCatalog(redis: RedisClient, db: Kysely<Database>, prefix: 
     }
   }
 
-  /**
-   * Rebuilds the catalog when it is missing, or waits for the worker or host rebuilding it. A
-   * caller that found something missing asks again after it, whatever it found here: the
-   * catalog may have been completed by another worker between that caller's question and this
-   * check, in which case there is nothing to rebuild but the answer has changed.
-   */
+  /** Rebuilds the catalog when it is missing, or waits for the worker or host rebuilding it. */
   const ensure = async (): Promise<void> => {
     if (await redis.exists(keys.ready)) return
     rebuilding ??= rebuild().finally(() => (rebuilding = undefined))
     await rebuilding
   }
 
+  /**
+   * Asks Redis something the catalog answers (`ask`); when it finds nothing (undefined, false, 0
+   * or an empty list), Redis may have lost the catalog: rebuilt, or waited for, and asked again.
+   * Asked again even when the catalog turns out whole: another worker may have completed it
+   * between the first answer and the check, which then changes the answer.
+   */
+  const askAgainIfMissing = async <T>(ask: () => Promise<T>): Promise<T> => {
+    const first = await ask()
+    if (first && !(Array.isArray(first) && first.length === 0)) return first
+    await ensure()
+    return ask()
+  }
+
   return {
-    ensure,
+    askAgainIfMissing,
     async knowsUser(userId: number): Promise<boolean> {
-      if (await redis.sismember(keys.users, userId)) return true
-      await ensure()
-      return (await redis.sismember(keys.users, userId)) === 1
+      return (await askAgainIfMissing(() => redis.sismember(keys.users, userId))) === 1
     },
     async knowsConcert(concertId: number): Promise<boolean> {
       // Concerts are only ever added, so a concert once known stays known: the dates, which every
       // admitted user polls, then ask Redis nothing for it after a worker's first call.
       if (knownConcerts.has(concertId)) return true
-      let known = (await redis.sismember(keys.concerts, concertId)) === 1
-      if (!known) {
-        await ensure()
-        known = (await redis.sismember(keys.concerts, concertId)) === 1
-      }
+      const known = (await askAgainIfMissing(() => redis.sismember(keys.concerts, concertId))) === 1
       if (known) knownConcerts.add(concertId)
       return known
     },

@@ -75,12 +75,8 @@ export default fp(
     let timerMs = Math.min(MAX_TIMER_MS, Math.max(MIN_TIMER_MS, Math.floor(config.ADMIT_INTERVAL_MS / 2)))
     const round = async () => {
       try {
-        let concertIds = await catalog.concertIds()
-        // Redis lost the catalog (restarted without persistence): rebuild it before ticking.
-        if (concertIds.length === 0) {
-          await catalog.ensure()
-          concertIds = await catalog.concertIds()
-        }
+        // Redis lost the catalog (restarted without persistence): rebuilt before ticking.
+        const concertIds = await catalog.askAgainIfMissing(() => catalog.concertIds())
         const ticks = await Promise.all(concertIds.map((concertId) => queue.admitTick(concertId)))
         if (ticks.length > 0) {
           const shortest = Math.min(...ticks.map((tick) => tick.intervalMs))

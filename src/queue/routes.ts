@@ -18,12 +18,8 @@ const queueRoutes: FastifyPluginAsyncTypebox = async (app) => {
     const { userId, concertId = SEED_CONCERT_ID } = request.body
     assertIdentity(request, userId)
     if (!(await catalog.knowsUser(userId))) throw new AppError(404, 'USER_NOT_FOUND', `User ${userId} not found`)
-    // An unknown concert may only mean Redis lost the catalog: rebuilt (or waited for), then asked again.
-    let place = await queue.enqueue(userId, concertId)
-    if (!place) {
-      await catalog.ensure()
-      place = await queue.enqueue(userId, concertId)
-    }
+    // An unknown concert may only mean Redis lost the catalog.
+    const place = await catalog.askAgainIfMissing(() => queue.enqueue(userId, concertId))
     if (!place) throw new AppError(404, 'CONCERT_NOT_FOUND', `Concert ${concertId} not found`)
     return { token: app.signQueueToken(userId, concertId), ...place }
   })
