@@ -216,6 +216,8 @@ t.test("while MySQL's pool is overloaded, the waiting room's own calls are still
   app.server.on('request', (request) => {
     if (request.url === QUEUE_PATH && app.dbQueue.standing) queueCallsWhileStanding++
   })
+  const refusedAfterWait = app.shedding.rejectedAfterWait
+  t.ok(refusedAfterWait > 0, `the charges that waited for a connection were counted as refused after waiting (${refusedAfterWait})`)
   const waiting = [6, 7, 8].map((userId) => send(base, 'PATCH', '/point', { body: { userId, charge: 10 } }))
   await waitFor('the line to stand', () => app.dbQueue.standing, { timeoutMs: 10_000 })
 

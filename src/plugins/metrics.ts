@@ -50,6 +50,15 @@ export default fp<MetricsOptions>(
         this.inc(app.shedding.rejected)
       },
     })
+    new Counter({
+      name: 'seatrush_pressure_rejections_after_wait_total',
+      help: 'Of the requests shed with 503, those refused after waiting for a MySQL connection (their routing and Redis work spent)',
+      registers,
+      collect() {
+        this.reset()
+        this.inc(app.shedding.rejectedAfterWait)
+      },
+    })
     const admissions = new Counter({
       name: 'seatrush_queue_admissions_total',
       help: 'Users admitted from the waiting queue',

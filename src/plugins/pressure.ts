@@ -13,6 +13,8 @@ declare module 'fastify' {
     shedding: {
       /** Requests answered 503 SERVICE_OVERLOADED so far, at the door or waiting for MySQL. */
       readonly rejected: number
+      /** Of those, the ones refused after waiting for a MySQL connection: their routing and Redis work was spent. */
+      readonly rejectedAfterWait: number
     }
   }
 }
@@ -151,6 +153,7 @@ export default fp<{ door?: Door }>(
     await checkDependencies()
 
     let answered = 0
+    let answeredAfterWait = 0
     const retryAfter = String(config.RETRY_AFTER_S)
     const shedHeaders = { 'content-type': 'application/json; charset=utf-8', 'retry-after': retryAfter }
     const rawHeaders = { ...shedHeaders, 'content-length': overloadedBytes.byteLength }
@@ -191,10 +194,15 @@ export default fp<{ door?: Door }>(
       get rejected() {
         return answered
       },
+      get rejectedAfterWait() {
+        return answeredAfterWait
+      },
     })
     // Refused a MySQL connection: answered by the error handler, counted here once per request.
     app.addHook('onError', async (_request, _reply, error) => {
-      if (error instanceof PoolOverloadedError) answered++
+      if (!(error instanceof PoolOverloadedError)) return
+      answered++
+      answeredAfterWait++
     })
     if (shed) {
       if (door) {
