@@ -4,6 +4,7 @@
  * 503s, errors, worker memory and worker deaths. See docs/lab.md for how to read the report.
  */
 import { mkdtempSync, rmSync } from 'node:fs'
+import { setTimeout as delay } from 'node:timers/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { runLoad, type LoadResult, type RequestStep } from './lib/autocannon.js'
@@ -21,6 +22,8 @@ interface RampRow extends LoadResult {
   shed: boolean
   /** 503 answers: load shed by the server (or a dependency it could not reach). */
   shed503: number
+  /** Of the requests the server shed, those refused after waiting for a MySQL connection (its own count). */
+  shedAfterWait: number
   heapMaxMb: number
   rssMaxMb: number
   /** Workers the primary reported dead during this stage (and replaced). */
@@ -42,6 +45,24 @@ function kneeOf(series: Array<Pick<RampRow, 'connections' | 'goodput'>>): { knee
     return row ? [{ times, connections: row.connections, goodput: row.goodput, share: top.goodput > 0 ? row.goodput / top.goodput : 0 }] : []
   })
   return { knee: top.connections, peak: top.goodput, past }
+}
+
+const AFTER_WAIT = /^seatrush_pressure_rejections_after_wait_total (\d+)$/m
+
+/**
+ * The server's count of requests refused after waiting for a MySQL connection. Asked again for up
+ * to 10 s: right after a stage the worker may still shed GET /metrics with the rest.
+ */
+async function refusedAfterWait(url: string): Promise<number> {
+  const deadline = Date.now() + 10_000
+  for (;;) {
+    const res = await fetch(`${url}/metrics`).catch(() => undefined)
+    const text = res ? await res.text() : ''
+    const found = res?.ok ? AFTER_WAIT.exec(text) : null
+    if (found) return Number(found[1])
+    if (Date.now() > deadline) throw new Error(`GET ${url}/metrics gave no seatrush_pressure_rejections_after_wait_total within 10 s`)
+    await delay(100)
+  }
 }
 
 interface Case {
@@ -120,6 +141,7 @@ await runLab<RampRow>('ramp', async ({ flags, pinning, progress }) => {
           await load({ url: server.url, connections: stages[0]!, durationS: warmupS, steps: workload })
           for (const connections of stages) {
             const deathsBefore = server.deaths()
+            const afterWaitBefore = await refusedAfterWait(server.url)
             const memory = startMemoryWatch(() => server.workerPids, join(probeDir, `${rampCase.name}-${shed}`))
             const share = startCpuShare(() => server.workerPids, serverCpuList(pinning))
             const mysqlShare = startCpuMeter({ mysql: mysqlPids })
@@ -129,7 +151,9 @@ await runLab<RampRow>('ramp', async ({ flags, pinning, progress }) => {
             const peak = memory()
             const workersDied = server.deaths() - deathsBefore
             if (workersDied) server.findWorkers()
-            const row: RampRow = { case: rampCase.name, shed, ...result, shed503: result.statuses['503'] ?? 0, heapMaxMb: peak.heapUsedMb, rssMaxMb: peak.rssMb, workersDied, cpu, mysqlCpu }
+            // A worker that died took its count with it: never below zero.
+            const shedAfterWait = Math.max(0, (await refusedAfterWait(server.url)) - afterWaitBefore)
+            const row: RampRow = { case: rampCase.name, shed, ...result, shed503: result.statuses['503'] ?? 0, shedAfterWait, heapMaxMb: peak.heapUsedMb, rssMaxMb: peak.rssMb, workersDied, cpu, mysqlCpu }
             rows.push(row)
             progress(
               `${label}, ${connections} connections: ${formatNumber(row.rps)} req/s, goodput ${formatNumber(row.goodput)}/s, ` +
@@ -146,7 +170,7 @@ await runLab<RampRow>('ramp', async ({ flags, pinning, progress }) => {
   }
 
   const table: Table = {
-    headers: ['case', 'shedding', 'connections', 'req/s', `goodput/s (2xx <= ${sloMs} ms)`, 'p99 ms', '503s', 'errors', 'app CPU%', 'CPUs busy %', 'MySQL CPU%', 'load gen CPU%', 'heap max MB', 'RSS max MB', 'workers died'],
+    headers: ['case', 'shedding', 'connections', 'req/s', `goodput/s (2xx <= ${sloMs} ms)`, 'p99 ms', '503s', '503s after a MySQL wait', 'errors', 'app CPU%', 'CPUs busy %', 'MySQL CPU%', 'load gen CPU%', 'heap max MB', 'RSS max MB', 'workers died'],
     rows: rows.map((row) => [
       row.case,
       row.shed ? 'on' : 'off',
@@ -155,6 +179,7 @@ await runLab<RampRow>('ramp', async ({ flags, pinning, progress }) => {
       row.goodput,
       row.latencyMs.p99,
       row.shed503,
+      row.shedAfterWait,
       row.errors,
       row.cpu.used,
       row.cpu.busy,
