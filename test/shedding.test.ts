@@ -197,6 +197,7 @@ t.test('with refusals paced (SHED_REFUSALS_PER_S=1), a burst at the closed door 
   )
   for (const res of answers) assertShedAnswer(t, res.body, res.headers['retry-after'], config.RETRY_AFTER_S)
   t.equal(app.shedding.rejected - before, 6, 'each counted once')
+  t.equal(app.shedding.rejectedAfterWait, 0, 'none of them as refused after a MySQL wait: the door refused them before any work')
 })
 
 t.test("while MySQL's pool is overloaded, the waiting room's own calls are still answered", async (t) => {
